@@ -1,0 +1,58 @@
+# Finds Refinery's dependencies: Debian packages by default, any newer
+# LibTorch (CUDA builds too) through CMAKE_PREFIX_PATH.
+
+find_package(Torch REQUIRED)
+message(STATUS "LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+# LibTorch 2.x CUDA builds ship with the pre-C++11 ABI flag in TORCH_CXX_FLAGS.
+set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
+
+# nlohmann-json is header-only; fall back to a bare include path (e.g. a copied
+# header on a machine without the package).
+find_package(nlohmann_json 3.9 QUIET)
+if(NOT nlohmann_json_FOUND)
+  find_path(NLOHMANN_JSON_INCLUDE_DIR nlohmann/json.hpp REQUIRED)
+  add_library(nlohmann_json::nlohmann_json INTERFACE IMPORTED)
+  set_target_properties(nlohmann_json::nlohmann_json PROPERTIES
+    INTERFACE_INCLUDE_DIRECTORIES "${NLOHMANN_JSON_INCLUDE_DIR}")
+endif()
+
+find_package(CLI11 QUIET)
+if(NOT CLI11_FOUND)
+  find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
+  add_library(CLI11::CLI11 INTERFACE IMPORTED)
+  set_target_properties(CLI11::CLI11 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${CLI11_INCLUDE_DIR}")
+endif()
+
+find_package(Threads REQUIRED)
+
+if(NOT REFINERY_TORCH_ONLY)
+  find_package(ZLIB REQUIRED)
+  # utf8proc ships no CMake config on Debian.
+  find_path(UTF8PROC_INCLUDE_DIR utf8proc.h REQUIRED)
+  find_library(UTF8PROC_LIBRARY utf8proc REQUIRED)
+  add_library(utf8proc::utf8proc UNKNOWN IMPORTED)
+  set_target_properties(utf8proc::utf8proc PROPERTIES
+    IMPORTED_LOCATION "${UTF8PROC_LIBRARY}" INTERFACE_INCLUDE_DIRECTORIES "${UTF8PROC_INCLUDE_DIR}")
+
+  # OpenCV: only core + imgcodecs are needed (decoding). Debian's config file
+  # comes with the full libopencv-dev; the two small -dev packages have none.
+  find_package(OpenCV QUIET COMPONENTS core imgcodecs)
+  if(OpenCV_FOUND)
+    add_library(refinery_opencv INTERFACE)
+    target_include_directories(refinery_opencv INTERFACE ${OpenCV_INCLUDE_DIRS})
+    target_link_libraries(refinery_opencv INTERFACE ${OpenCV_LIBS})
+  else()
+    find_path(OPENCV_INCLUDE_DIR opencv2/imgcodecs.hpp PATH_SUFFIXES opencv4 REQUIRED)
+    find_library(OPENCV_CORE_LIBRARY opencv_core REQUIRED)
+    find_library(OPENCV_IMGCODECS_LIBRARY opencv_imgcodecs REQUIRED)
+    add_library(refinery_opencv INTERFACE)
+    target_include_directories(refinery_opencv INTERFACE "${OPENCV_INCLUDE_DIR}")
+    target_link_libraries(refinery_opencv INTERFACE "${OPENCV_IMGCODECS_LIBRARY}" "${OPENCV_CORE_LIBRARY}")
+  endif()
+
+  find_package(GTest)
+endif()
+
+if(REFINERY_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

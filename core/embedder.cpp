@@ -1,0 +1,88 @@
+#include "core/embedder.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <exception>
+
+#include "core/error.h"
+#include "core/image_decoder.h"
+
+namespace refinery {
+
+Embedder::Embedder(ClipModel model, c10::Device device, EmbedderOptions options)
+    : model_(std::move(model)), device_(device), options_(options), preprocessor_([&] {
+        ImagePreprocessorOptions o;
+        o.size = model_->config().vision.image_size;
+        return o;
+      }()) {
+  if (options_.batch_size <= 0) throw invalid_argument("batch size must be positive");
+  model_->to(device_);
+  model_->eval();
+}
+
+at::Tensor Embedder::tokenize(const std::vector<std::string>& texts) const {
+  const int ctx = model_->config().text.context_length;
+  auto ids = BpeTokenizer::default_instance().tokenize_batch(texts, ctx, options_.truncate);
+  return torch::from_blob(ids.data(), {static_cast<int64_t>(texts.size()), ctx}, torch::kInt).clone();
+}
+
+at::Tensor Embedder::preprocess_files(const std::vector<std::string>& paths) const {
+  const int64_t n = static_cast<int64_t>(paths.size());
+  const int64_t s = preprocessor_.options().size;
+  auto pixels = torch::empty({n, 3, s, s}, torch::kFloat);
+  float* out = pixels.data_ptr<float>();
+  std::vector<std::exception_ptr> errors(paths.size());
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      try {
+        preprocessor_.preprocess(decode_image_file(paths[i]), out + i * 3 * s * s);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+  });
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);  // the first bad file, in input order
+  }
+  return pixels;
+}
+
+at::Tensor Embedder::embed_tokens(const at::Tensor& tokens) {
+  torch::InferenceMode guard;
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < tokens.size(0); i += options_.batch_size) {
+    auto batch = tokens.narrow(0, i, std::min<int64_t>(options_.batch_size, tokens.size(0) - i)).to(device_);
+    parts.push_back(model_->encode_text(batch).to(torch::kCPU, torch::kFloat));
+  }
+  auto out = parts.empty() ? torch::empty({0, model_->config().embed_dim}) : torch::cat(parts);
+  return options_.normalize ? torch::nn::functional::normalize(out, torch::nn::functional::NormalizeFuncOptions().dim(1))
+                            : out;
+}
+
+at::Tensor Embedder::embed_pixels(const at::Tensor& pixels) {
+  torch::InferenceMode guard;
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < pixels.size(0); i += options_.batch_size) {
+    auto batch = pixels.narrow(0, i, std::min<int64_t>(options_.batch_size, pixels.size(0) - i)).to(device_);
+    parts.push_back(model_->encode_image(batch).to(torch::kCPU, torch::kFloat));
+  }
+  auto out = parts.empty() ? torch::empty({0, model_->config().embed_dim}) : torch::cat(parts);
+  return options_.normalize ? torch::nn::functional::normalize(out, torch::nn::functional::NormalizeFuncOptions().dim(1))
+                            : out;
+}
+
+at::Tensor Embedder::embed_texts(const std::vector<std::string>& texts) { return embed_tokens(tokenize(texts)); }
+
+at::Tensor Embedder::embed_image_files(const std::vector<std::string>& paths) {
+  // Decode in chunks so memory stays bounded for long file lists.
+  const size_t chunk = static_cast<size_t>(options_.batch_size) * 4;
+  std::vector<at::Tensor> parts;
+  for (size_t i = 0; i < paths.size(); i += chunk) {
+    std::vector<std::string> slice(paths.begin() + i, paths.begin() + std::min(paths.size(), i + chunk));
+    parts.push_back(embed_pixels(preprocess_files(slice)));
+  }
+  return parts.empty() ? torch::empty({0, model_->config().embed_dim}) : torch::cat(parts);
+}
+
+}  // namespace refinery

@@ -1,0 +1,61 @@
+// Image decoding for the CLIP image front end: bytes (JPEG, PNG, WebP, BMP,
+// TIFF) -> 8-bit interleaved pixels in RGB channel order, plus the mode that
+// PIL would have given the file. The mode matters because the reference
+// pipeline resizes *before* converting to RGB, and Pillow's resize depends on
+// the mode (nearest for "P"/"1", premultiplied for "RGBA"/"LA"); see
+// image_preprocessor.h.
+//
+// Decoding uses OpenCV (core + imgcodecs only) with IMREAD_UNCHANGED, which
+// never applies EXIF orientation, like PIL.Image.open.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace refinery {
+
+// The PIL modes the preprocessor distinguishes.
+enum class PilMode {
+  k1,     // 1-bit; stored expanded to 0/255, one channel. Resized with NEAREST.
+  kL,     // greyscale, one channel.
+  kP,     // palette; stored as its expanded RGB colours (3 channels). Resized with NEAREST.
+  kLA,    // greyscale + alpha, two channels. Resized premultiplied.
+  kRGB,   // three channels.
+  kRGBA,  // four channels. Resized premultiplied.
+};
+
+const char* pil_mode_name(PilMode mode);  // "1", "L", "P", "LA", "RGB", "RGBA"
+int pil_mode_channels(PilMode mode);      // channels DecodedImage stores for the mode
+
+// Largest accepted width or height. Bigger files are rejected before the
+// pixels are decoded where the header says the size (PNG, JPEG, BMP, WebP,
+// TIFF), and after decoding otherwise.
+constexpr int kMaxImageSide = 16384;
+
+struct DecodedImage {
+  int width = 0;
+  int height = 0;
+  PilMode mode = PilMode::kRGB;
+  int channels = 0;             // == pil_mode_channels(mode)
+  std::vector<uint8_t> pixels;  // height * width * channels, rows top to bottom, interleaved
+};
+
+// Decodes an image from memory. `name` (a file name, a request field...) is
+// only used in error messages. Throws refinery::Error (kInvalidArgument)
+// naming `name` and the reason for empty data, an unrecognised format,
+// truncated or corrupt data, zero or over-large (> kMaxImageSide) dimensions,
+// and sample formats other than 8/16-bit integers.
+//
+// 16-bit images are reduced to 8 bits by taking the high byte. (PIL keeps a
+// 16-bit greyscale PNG as mode "I;16" and its convert("RGB") *clamps* values
+// to 255 instead; we deliberately do not copy that: it turns nearly every such
+// image white.) CMYK JPEGs come out as OpenCV converts them to RGB, which is
+// not PIL's CMYK->RGB conversion.
+DecodedImage decode_image(const uint8_t* data, size_t size, const std::string& name);
+
+// Reads and decodes a file; errors name `path`.
+DecodedImage decode_image_file(const std::string& path);
+
+}  // namespace refinery

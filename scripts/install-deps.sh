@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Refinery builds and tests against.
+# Idempotent: packages already present are left as they are.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libtorch-dev            # LibTorch 1.13 (CPU)
+  libopenblas0-pthread    # without it LibTorch's fp32 matmul uses reference BLAS (~28x slower)
+  libopencv-core-dev libopencv-imgcodecs-dev   # image decoding only
+  nlohmann-json3-dev libcli11-dev libutf8proc-dev zlib1g-dev
+  libgtest-dev libgmock-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

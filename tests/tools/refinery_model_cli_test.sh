@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# End-to-end test of the refinery-model command line: a real process on the
+# shared fixture, checked the way a user would check it.
+# Usage: refinery_model_cli_test.sh REFINERY_MODEL FIXTURE_DIR
+set -euo pipefail
+TOOL=$1
+FIX=$2
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Reads a safetensors tensor as floats with the standard library only.
+cat > "$WORK/st.py" <<'PY'
+import json, struct, sys, math
+def read(path):
+    b = open(path, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == '__metadata__':
+            continue
+        s, e = v['data_offsets']
+        raw = b[8 + n + s:8 + n + e]
+        fmt = {'F32': 'f', 'I32': 'i', 'F16': 'e'}[v['dtype']]
+        out[k] = (v['shape'], list(struct.unpack('<%d%s' % (len(raw) // struct.calcsize(fmt), fmt), raw)))
+    return out
+def rows(t):
+    shape, vals = t
+    d = shape[-1]
+    return [vals[i:i + d] for i in range(0, len(vals), d)]
+def cos(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+cmd = sys.argv[1]
+if cmd == 'cosine':  # cosine FILE KEY REF KEY MIN
+    a = rows(read(sys.argv[2])[sys.argv[3]]); b = rows(read(sys.argv[4])[sys.argv[5]])
+    assert len(a) == len(b), (len(a), len(b))
+    worst = min(cos(x, y) for x, y in zip(a, b))
+    print('rows %d, worst cosine %.7f' % (len(a), worst))
+    sys.exit(0 if worst >= float(sys.argv[6]) else 1)
+if cmd == 'equal':  # equal FILE KEY REF KEY
+    a = read(sys.argv[2])[sys.argv[3]]; b = read(sys.argv[4])[sys.argv[5]]
+    sys.exit(0 if a == b else 1)
+PY
+st() { python3 "$WORK/st.py" "$@"; }
+
+echo "== info on every checkpoint form"
+for form in tiny.jit.pt tiny.state_dict.pt tiny.safetensors tiny-hf; do
+  "$TOOL" info "$FIX/$form" > "$WORK/info.json" 2>/dev/null
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['architecture']['embed_dim']==32 and j['architecture']['vision_cfg']['width']==64, j" "$WORK/info.json" \
+    || fail "info $form"
+done
+
+echo "== tokenize matches the reference tokens"
+"$TOOL" tokenize --texts "$FIX/texts.json" --output "$WORK/tokens.safetensors"
+st equal "$WORK/tokens.safetensors" tokens "$FIX/reference.safetensors" tokens || fail "tokens differ from the reference"
+"$TOOL" tokenize "a photo of a cat" | grep -q '^\[49406,' || fail "tokenize TEXT prints rows"
+
+echo "== embed texts and images through the whole pipeline"
+"$TOOL" embed -q --checkpoint "$FIX/tiny.jit.pt" --texts "$FIX/texts.json" --output "$WORK/text.safetensors"
+st cosine "$WORK/text.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.99999 || fail "text features"
+mapfile -t IMAGES < <(ls "$FIX"/images/* | sort)
+"$TOOL" embed -q --checkpoint "$FIX/tiny-hf" --images "${IMAGES[@]}" --output "$WORK/image.safetensors"
+st cosine "$WORK/image.safetensors" embeddings "$FIX/reference.safetensors" image_features 0.9995 || fail "image features"
+"$TOOL" preprocess --size 64 "${IMAGES[@]}" --output "$WORK/pixels.safetensors"
+st cosine "$WORK/pixels.safetensors" pixels "$FIX/reference.safetensors" image_pixels 0.99999 || fail "pixels"
+
+echo "== convert round trips"
+"$TOOL" convert -q "$FIX/tiny.jit.pt" "$WORK/hf" --format hf
+"$TOOL" convert -q "$WORK/hf" "$WORK/back.safetensors" --precision fp16
+"$TOOL" embed -q --checkpoint "$WORK/back.safetensors" --texts "$FIX/texts.json" --output "$WORK/text2.safetensors"
+st cosine "$WORK/text2.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.9999 || fail "converted model"
+
+echo "== init and bench"
+"$TOOL" init -q --arch tiny --out "$WORK/init.safetensors" --seed 3
+"$TOOL" bench -q --checkpoint "$WORK/init.safetensors" --modality text --batch 4 --iterations 3 --json > "$WORK/bench.json"
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['throughput']>0 and j['batch']==4 and j['latency_ms']>0, j" "$WORK/bench.json" \
+  || fail "bench --json"
+
+echo "== match prints one line per image"
+"$TOOL" match -q --checkpoint "$FIX/tiny.safetensors" --texts "$FIX/texts.json" --images "${IMAGES[@]:0:3}" > "$WORK/match.txt"
+[[ $(wc -l < "$WORK/match.txt") -eq 3 ]] || fail "match output: $(cat "$WORK/match.txt")"
+
+echo "== bad input names the culprit and exits non-zero"
+expect_error() {  # expect_error PHRASE CMD...
+  local phrase=$1; shift
+  if "$@" > "$WORK/out.txt" 2> "$WORK/err.txt"; then fail "'$*' succeeded"; fi
+  grep -qF -- "$phrase" "$WORK/err.txt" || fail "'$*' error lacks '$phrase': $(cat "$WORK/err.txt")"
+}
+expect_error "$WORK/absent.pt" "$TOOL" info "$WORK/absent.pt"
+cp "$FIX/texts.json" "$WORK/notes.png"
+expect_error "$WORK/notes.png" "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --images "${IMAGES[0]}" "$WORK/notes.png"
+head -c 100000 "$FIX/tiny.safetensors" > "$WORK/cut.safetensors"
+expect_error "truncated" "$TOOL" info "$WORK/cut.safetensors"
+expect_error "unknown architecture 'ViT-X'" "$TOOL" init --arch ViT-X --out "$WORK/x.safetensors"
+[[ ! -e "$WORK/x.safetensors" ]] || fail "a failed init left a file"
+echo "all refinery-model CLI checks passed"
