@@ -50,9 +50,24 @@ if(NOT REFINERY_TORCH_ONLY)
     target_link_libraries(refinery_opencv INTERFACE "${OPENCV_IMGCODECS_LIBRARY}" "${OPENCV_CORE_LIBRARY}")
   endif()
 
-  find_package(GTest)
 endif()
 
 if(REFINERY_BUILD_TESTS)
-  find_package(GTest REQUIRED)
+  find_package(GTest QUIET)
+  if(NOT GTest_FOUND)
+    # Machines without the package (the GPU machines) build GoogleTest from
+    # source, with the same compiler flags (and C++ ABI) as LibTorch's.
+    set(REFINERY_GTEST_SOURCE_DIR "/usr/src/googletest" CACHE PATH "GoogleTest sources, used when no package is found")
+    if(NOT EXISTS "${REFINERY_GTEST_SOURCE_DIR}/CMakeLists.txt")
+      message(FATAL_ERROR "GoogleTest not found: install libgtest-dev, or set REFINERY_GTEST_SOURCE_DIR, "
+                          "or configure with -DREFINERY_BUILD_TESTS=OFF")
+    endif()
+    set(INSTALL_GTEST OFF CACHE BOOL "" FORCE)
+    set(BUILD_GMOCK OFF CACHE BOOL "" FORCE)
+    add_subdirectory("${REFINERY_GTEST_SOURCE_DIR}" "${CMAKE_BINARY_DIR}/_googletest" EXCLUDE_FROM_ALL)
+    if(NOT TARGET GTest::gtest)  # googletest >= 1.11 defines these itself
+      add_library(GTest::gtest ALIAS gtest)
+      add_library(GTest::gtest_main ALIAS gtest_main)
+    endif()
+  endif()
 endif()

@@ -1,9 +1,12 @@
 #include "core/torch_runtime.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <thread>
 
 #include "core/error.h"
@@ -41,6 +44,12 @@ std::string RuntimeInfo::summary() const {
 RuntimeInfo configure_runtime(const RuntimeOptions& options) {
   if (options.threads < 0) throw invalid_argument("--threads must be >= 0, got " + std::to_string(options.threads));
   const int threads = options.threads > 0 ? options.threads : online_cores();
+  if (options.retain_freed_memory) {
+    // Serve every allocation from the heap (no per-allocation mmap), and only
+    // give memory back once more than the limit sits free at the heap top.
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, static_cast<int>(std::min<size_t>(options.retained_memory_limit, INT32_MAX)));
+  }
   at::set_num_threads(threads);
   using SetThreads = void (*)(int);
   if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);

@@ -24,11 +24,17 @@ torch::Tensor reference_tokens() {
   return torch::from_blob(values.data(), v.shape, torch::kInt).clone();
 }
 
+// REFINERY_TEST_DEVICE=cuda runs the parity checks on a GPU.
+torch::Device test_device() {
+  const char* d = std::getenv("REFINERY_TEST_DEVICE");
+  return torch::Device(d != nullptr && *d != '\0' ? d : "cpu");
+}
+
 class ModelParity : public ::testing::TestWithParam<std::string> {
  protected:
   static ClipModel load(const std::string& form) {
-    Checkpoint info;
-    auto model = CheckpointReader::load_model(testing::fixture(form), {}, &info);
+    auto model = CheckpointReader::load_model(testing::fixture(form));
+    model->to(test_device());
     return model;
   }
 };
@@ -38,7 +44,7 @@ TEST_P(ModelParity, TextFeaturesMatchTheReference) {
   torch::InferenceMode guard;
   const auto tokens = reference_tokens();
   const auto expected = reference_tensor("text_features");
-  const auto got = model->encode_text(tokens);
+  const auto got = model->encode_text(tokens.to(test_device())).cpu();
   ASSERT_EQ(got.sizes(), expected.sizes());
   const auto cos = torch::cosine_similarity(got, expected, 1);
   for (int64_t i = 0; i < cos.size(0); ++i) {
@@ -53,7 +59,7 @@ TEST_P(ModelParity, ImageFeaturesMatchTheReference) {
   torch::InferenceMode guard;
   const auto pixels = reference_tensor("image_pixels");
   const auto expected = reference_tensor("image_features");
-  const auto got = model->encode_image(pixels);
+  const auto got = model->encode_image(pixels.to(test_device())).cpu();
   ASSERT_EQ(got.sizes(), expected.sizes());
   const auto cos = torch::cosine_similarity(got, expected, 1);
   for (int64_t i = 0; i < cos.size(0); ++i) {
@@ -66,7 +72,7 @@ TEST_P(ModelParity, LogitScaleMatchesTheReference) {
   auto model = load(GetParam());
   // The TorchScript form stores logit_scale in fp16 (2.6592 -> 2.6602).
   const double tolerance = GetParam() == "tiny.jit.pt" ? 2e-3 : 1e-6;
-  EXPECT_NEAR(model->logit_scale.item<double>(), reference_tensor("logit_scale").item<double>(), tolerance);
+  EXPECT_NEAR(model->logit_scale.cpu().item<double>(), reference_tensor("logit_scale").item<double>(), tolerance);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCheckpointForms, ModelParity,
@@ -98,6 +104,26 @@ TEST(ModelImage, BatchOfOneEqualsBatchedRow) {
   const auto all = model->encode_image(pixels);
   const auto one = model->encode_image(pixels.narrow(0, 3, 1));
   EXPECT_TRUE(torch::allclose(all[3], one[0], 1e-4, 1e-5));
+}
+
+// Inference reuses buffers in place; training (autograd) must not, and both
+// must compute the same features.
+TEST(ModelGrad, TrainingAndInferencePathsAgree) {
+  auto model = CheckpointReader::load_model(testing::fixture("tiny.safetensors"));
+  const auto pixels = reference_tensor("image_pixels");
+  const auto tokens = reference_tokens();
+  torch::Tensor image_train, text_train;
+  {
+    torch::AutoGradMode enable(true);
+    image_train = model->encode_image(pixels);
+    text_train = model->encode_text(tokens);
+    ASSERT_TRUE(image_train.requires_grad());
+    (image_train.sum() + text_train.sum()).backward();  // must not hit an in-place conflict
+    EXPECT_TRUE(model->visual->proj.grad().defined());
+  }
+  torch::InferenceMode guard;
+  EXPECT_TRUE(torch::allclose(image_train.detach(), model->encode_image(pixels), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(text_train.detach(), model->encode_text(tokens), 1e-5, 1e-6));
 }
 
 }  // namespace
