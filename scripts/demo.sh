@@ -10,6 +10,7 @@ bash "$ROOT/scripts/build.sh" > "${TMPDIR:-/tmp}/refinery-build.log" 2>&1 || {
 TOOL=${BUILD_DIR:-$ROOT/build}/tools/refinery-model/refinery-model
 CHECKPOINT=${1:-$FIXTURE/tiny.safetensors}
 echo "== checkpoint: $CHECKPOINT"
+[[ $# -eq 0 ]] && echo "   (the fixture CLIP has random weights: expect arbitrary matches; pass your own checkpoint as \$1)"
 echo "== best caption per image (of $(python3 -c "import json,sys;print(len(json.load(open(sys.argv[1]))))" "$FIXTURE/texts.json" 2>/dev/null || echo the) captions in texts.json)"
 mapfile -t IMAGES < <(ls "$FIXTURE"/images/* | sort)
 "$TOOL" match --checkpoint "$CHECKPOINT" --texts "$FIXTURE/texts.json" --images "${IMAGES[@]}"

@@ -173,6 +173,29 @@ TEST(Checkpoint, OpenClipTrainingCheckpointPrefixesAreStripped) {
   expect_same_weights(a, b);
 }
 
+// An open_clip training checkpoint: torch.save({"epoch", "name",
+// "state_dict": {"module.<key>": tensor}}) with fp16 weights. LibTorch's
+// pickle_save writes the same zip format as Python's torch.save.
+TEST(Checkpoint, OpenClipTrainingCheckpointViaTorchSave) {
+  TempDir dir;
+  Checkpoint ck = CheckpointReader::read(testing::fixture("tiny.safetensors"));
+  c10::Dict<std::string, at::Tensor> state;
+  for (auto& [k, v] : ck.state) state.insert("module." + k, v.to(torch::kHalf));
+  c10::Dict<std::string, c10::IValue> top;
+  top.insert("epoch", c10::IValue(int64_t{3}));
+  top.insert("name", c10::IValue(std::string("tiny-run")));
+  top.insert("state_dict", c10::IValue(state));
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
+  testing::write_file(dir / "epoch_3.pt", std::string(bytes.begin(), bytes.end()));
+
+  EXPECT_EQ(CheckpointReader::detect_format(dir / "epoch_3.pt"), CheckpointFormat::kTorchStateDict);
+  auto model = CheckpointReader::load_model(dir / "epoch_3.pt");
+  auto loaded = model_state_dict(model);
+  for (const auto& [k, v] : ck.state) {
+    EXPECT_TRUE(torch::equal(loaded.at(k), v.to(torch::kHalf).to(torch::kFloat))) << k;
+  }
+}
+
 TEST(Checkpoint, DeclaredConfigMustMatchTheWeights) {
   TempDir dir;
   auto cfg = builtin_architecture("ViT-B-32").to_open_clip_json();

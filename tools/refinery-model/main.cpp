@@ -139,6 +139,7 @@ int64_t count_params(ClipModel& model, const std::string& prefix, bool invert = 
 }
 
 int run_info(const InfoParams& p, const CommonParams& common) {
+  setup_runtime(common);
   Checkpoint ck;
   auto model = CheckpointReader::load_model(p.checkpoint, read_options(common), &ck);
   json out;
@@ -156,6 +157,7 @@ int run_info(const InfoParams& p, const CommonParams& common) {
 }
 
 int run_convert(const ConvertParams& p, const CommonParams& common) {
+  setup_runtime(common);
   Checkpoint ck;
   auto model = CheckpointReader::load_model(p.checkpoint, read_options(common), &ck);
   CheckpointWriteOptions o;
@@ -176,6 +178,7 @@ int run_convert(const ConvertParams& p, const CommonParams& common) {
 }
 
 int run_init(const InitParams& p, const CommonParams& common) {
+  setup_runtime(common);
   ClipModel model(builtin_architecture(p.arch));
   model->reset_parameters_random(p.seed);
   CheckpointWriteOptions o;
