@@ -181,7 +181,7 @@ TEST(Checkpoint, OpenClipTrainingCheckpointViaTorchSave) {
   Checkpoint ck = CheckpointReader::read(testing::fixture("tiny.safetensors"));
   c10::Dict<std::string, at::Tensor> state;
   for (auto& [k, v] : ck.state) state.insert("module." + k, v.to(torch::kHalf));
-  c10::Dict<std::string, c10::IValue> top;
+  c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
   top.insert("epoch", c10::IValue(int64_t{3}));
   top.insert("name", c10::IValue(std::string("tiny-run")));
   top.insert("state_dict", c10::IValue(state));
