@@ -52,6 +52,23 @@ if(NOT REFINERY_TORCH_ONLY)
 
 endif()
 
+if(NOT REFINERY_TORCH_ONLY)
+  # Serving: gRPC + protobuf, FAISS, civetweb (metrics endpoint).
+  find_package(Protobuf REQUIRED)
+  find_package(gRPC CONFIG REQUIRED)
+  find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+  find_package(OpenMP REQUIRED)  # faiss's config refers to OpenMP::OpenMP_CXX without finding it
+  find_package(faiss CONFIG REQUIRED)
+  # Debian's civetweb CMake config insists on the civetweb binary; the
+  # library and header are all we need.
+  find_path(CIVETWEB_INCLUDE_DIR civetweb.h REQUIRED)
+  find_library(CIVETWEB_LIBRARY civetweb REQUIRED)
+  add_library(civetweb::civetweb-c UNKNOWN IMPORTED)
+  set_target_properties(civetweb::civetweb-c PROPERTIES
+    IMPORTED_LOCATION "${CIVETWEB_LIBRARY}" INTERFACE_INCLUDE_DIRECTORIES "${CIVETWEB_INCLUDE_DIR}")
+  find_package(SQLite3 REQUIRED)
+endif()
+
 if(REFINERY_BUILD_TESTS)
   find_package(GTest QUIET)
   if(NOT GTest_FOUND)

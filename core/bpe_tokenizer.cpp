@@ -13,6 +13,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/assets.h"
 #include "core/error.h"
 #include "core/text_cleaner.h"
 
@@ -264,15 +265,8 @@ BpeTokenizer::BpeTokenizer(const std::string& merges_gz_path) : cache_(std::make
 BpeTokenizer::~BpeTokenizer() = default;
 
 const BpeTokenizer& BpeTokenizer::default_instance() {
-#ifdef REFINERY_ASSETS_DIR
-  static const BpeTokenizer instance(std::string(REFINERY_ASSETS_DIR) +
-                                     "/bpe_simple_vocab_16e6.txt.gz");
+  static const BpeTokenizer instance(assets_dir() + "/bpe_simple_vocab_16e6.txt.gz");
   return instance;
-#else
-  throw failed_precondition(
-      "built without REFINERY_ASSETS_DIR: construct BpeTokenizer with the path of "
-      "bpe_simple_vocab_16e6.txt.gz");
-#endif
 }
 
 // The reference: merges = lines[1:49152-256-2+1]; vocab = byte characters,

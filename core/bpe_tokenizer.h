@@ -32,7 +32,7 @@ class BpeTokenizer {
   BpeTokenizer(const BpeTokenizer&) = delete;
   BpeTokenizer& operator=(const BpeTokenizer&) = delete;
 
-  // The tokenizer for REFINERY_ASSETS_DIR/bpe_simple_vocab_16e6.txt.gz,
+  // The tokenizer for assets_dir()/bpe_simple_vocab_16e6.txt.gz,
   // loaded on first use.
   static const BpeTokenizer& default_instance();
 

@@ -103,10 +103,15 @@ void insert_tensor(StateDict& state, const std::string& raw_key, const at::Tenso
   if (!state.emplace(key, to_fp32(t)).second) throw invalid_argument(source + ": duplicate key '" + key + "'");
 }
 
-StateDict read_safetensors_tensors(const SafetensorsFile& file) {
+StateDict read_safetensors_tensors(const SafetensorsFile& file, bool shapes_only = false) {
   StateDict state;
   for (const auto& name : file.names()) {
     const TensorView& v = file.at(name);
+    if (shapes_only) {  // meta tensors: shapes without data
+      insert_tensor(state, name, torch::empty(v.shape, torch::TensorOptions().dtype(torch::kFloat).device(torch::kMeta)),
+                    file.path());
+      continue;
+    }
     // from_blob over the mapping, then an owning fp32 copy.
     auto view = torch::from_blob(const_cast<uint8_t*>(v.data), v.shape,
                                  torch::TensorOptions().dtype(to_scalar_type(v.dtype)));
@@ -160,7 +165,7 @@ StateDict read_torchscript(const std::string& path) {
   return state;
 }
 
-StateDict read_hf_folder(const std::string& dir, std::map<std::string, std::string>& metadata) {
+StateDict read_hf_folder(const std::string& dir, std::map<std::string, std::string>& metadata, bool shapes_only) {
   StateDict hf;
   const std::string single = dir + "/model.safetensors";
   const std::string index = dir + "/model.safetensors.index.json";
@@ -168,7 +173,7 @@ StateDict read_hf_folder(const std::string& dir, std::map<std::string, std::stri
   if (file_exists(single)) {
     auto file = SafetensorsFile::open(single);
     metadata = file.metadata();
-    hf = read_safetensors_tensors(file);
+    hf = read_safetensors_tensors(file, shapes_only);
   } else if (file_exists(index)) {
     nlohmann::json j;
     try {
@@ -179,7 +184,7 @@ StateDict read_hf_folder(const std::string& dir, std::map<std::string, std::stri
     std::set<std::string> shards;
     for (const auto& [k, v] : j.at("weight_map").items()) shards.insert(v.get<std::string>());
     for (const auto& shard : shards) {
-      for (auto& [k, v] : read_safetensors_tensors(SafetensorsFile::open(dir + "/" + shard))) {
+      for (auto& [k, v] : read_safetensors_tensors(SafetensorsFile::open(dir + "/" + shard), shapes_only)) {
         if (!hf.emplace(k, v).second) throw invalid_argument(dir + "/" + shard + ": duplicate key '" + k + "'");
       }
     }
@@ -231,6 +236,17 @@ CheckpointFormat CheckpointReader::detect_format(const std::string& path) {
 }
 
 Checkpoint CheckpointReader::read(const std::string& path, const CheckpointReadOptions& options) {
+  return read_impl(path, options, /*shapes_only=*/false);
+}
+
+Checkpoint CheckpointReader::read_header(const std::string& path, const CheckpointReadOptions& options) {
+  Checkpoint ck = read_impl(path, options, /*shapes_only=*/true);
+  ck.state.clear();
+  return ck;
+}
+
+Checkpoint CheckpointReader::read_impl(const std::string& path, const CheckpointReadOptions& options,
+                                       bool shapes_only) {
   Checkpoint ck;
   ck.path = path;
   ck.format = detect_format(path);
@@ -245,7 +261,7 @@ Checkpoint CheckpointReader::read(const std::string& path, const CheckpointReadO
     case CheckpointFormat::kSafetensors: {
       auto file = SafetensorsFile::open(path);
       ck.metadata = file.metadata();
-      ck.state = read_safetensors_tensors(file);
+      ck.state = read_safetensors_tensors(file, shapes_only);
       if (looks_like_hf_state_dict(ck.state)) ck.state = hf_to_open_clip(ck.state, path);
       auto it = ck.metadata.find("refinery.architecture");
       if (it != ck.metadata.end()) {
@@ -259,7 +275,7 @@ Checkpoint CheckpointReader::read(const std::string& path, const CheckpointReadO
       break;
     }
     case CheckpointFormat::kHuggingFace:
-      ck.state = read_hf_folder(path, ck.metadata);
+      ck.state = read_hf_folder(path, ck.metadata, shapes_only);
       declared = ClipConfig::from_json_file(path + "/config.json");
       ck.config_source = "config.json";
       break;

@@ -38,9 +38,15 @@ class CheckpointReader {
   // Reads tensors and architecture; throws refinery::Error naming the file
   // and the offending key.
   static Checkpoint read(const std::string& path, const CheckpointReadOptions& options = {});
+  // Format and architecture only. Cheap for safetensors and HF folders (the
+  // header's shapes are enough); other formats are read whole.
+  static Checkpoint read_header(const std::string& path, const CheckpointReadOptions& options = {});
   // read() + a model built from the config with every weight loaded strictly.
   static ClipModel load_model(const std::string& path, const CheckpointReadOptions& options = {},
                               Checkpoint* info = nullptr);
+
+ private:
+  static Checkpoint read_impl(const std::string& path, const CheckpointReadOptions& options, bool shapes_only);
 };
 
 // Copies `state` into `model`, strictly: a missing key, an unexpected key or

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/assets.h"
 #include "core/error.h"
 
 namespace refinery {
@@ -268,7 +269,7 @@ ClipConfig infer_clip_config(const ShapeMap& shapes, const std::string& source) 
 
 std::vector<std::string> builtin_architectures() {
   std::vector<std::string> names;
-  const std::string dir = std::string(REFINERY_ASSETS_DIR) + "/archs";
+  const std::string dir = assets_dir() + "/archs";
   if (DIR* d = opendir(dir.c_str())) {
     while (dirent* e = readdir(d)) {
       std::string f = e->d_name;
@@ -287,7 +288,7 @@ ClipConfig builtin_architecture(const std::string& name) {
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
     throw not_found("unknown architecture '" + name + "' (known: " + list + ")");
   }
-  ClipConfig c = ClipConfig::from_json_file(std::string(REFINERY_ASSETS_DIR) + "/archs/" + name + ".json");
+  ClipConfig c = ClipConfig::from_json_file(assets_dir() + "/archs/" + name + ".json");
   c.name = name;
   return c;
 }

@@ -9,6 +9,8 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kFailedPrecondition: return "FAILED_PRECONDITION";
     case ErrorCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
     case ErrorCode::kUnimplemented: return "UNIMPLEMENTED";
+    case ErrorCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
+    case ErrorCode::kCancelled: return "CANCELLED";
     case ErrorCode::kInternal: return "INTERNAL";
   }
   return "UNKNOWN";

@@ -14,6 +14,8 @@ enum class ErrorCode {
   kFailedPrecondition,  // valid input, wrong state for it
   kResourceExhausted,   // a queue, budget or limit is full
   kUnimplemented,       // a valid request we do not support (yet)
+  kDeadlineExceeded,    // the caller's deadline passed before the work ran
+  kCancelled,           // the caller went away
   kInternal,            // a bug or an unexpected library failure
 };
 
@@ -31,6 +33,7 @@ class Error : public std::runtime_error {
 inline Error invalid_argument(const std::string& m) { return Error(ErrorCode::kInvalidArgument, m); }
 inline Error not_found(const std::string& m) { return Error(ErrorCode::kNotFound, m); }
 inline Error failed_precondition(const std::string& m) { return Error(ErrorCode::kFailedPrecondition, m); }
+inline Error resource_exhausted(const std::string& m) { return Error(ErrorCode::kResourceExhausted, m); }
 inline Error unimplemented(const std::string& m) { return Error(ErrorCode::kUnimplemented, m); }
 inline Error internal_error(const std::string& m) { return Error(ErrorCode::kInternal, m); }
 

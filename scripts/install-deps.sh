@@ -9,7 +9,12 @@ PACKAGES=(
   libopenblas0-pthread    # without it LibTorch's fp32 matmul uses reference BLAS (~28x slower)
   libopencv-core-dev libopencv-imgcodecs-dev   # image decoding only
   nlohmann-json3-dev libcli11-dev libutf8proc-dev zlib1g-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc   # the API
+  libfaiss-dev            # vector indexes
+  libcivetweb-dev         # /metrics HTTP endpoint
+  libsqlite3-dev          # job store
   libgtest-dev libgmock-dev
+  prometheus              # promtool and a real Prometheus for the metrics tests
 )
 
 missing=()

@@ -1,0 +1,97 @@
+#include "client/output.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include "client/client_errors.h"
+#include "core/error.h"
+
+namespace refinery::client {
+
+const char* grpc_code_name(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+void print_json(const nlohmann::ordered_json& value) {
+  // Replace invalid UTF-8 rather than throw: a server string should never
+  // cost the user the whole result.
+  std::cout << value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+}
+
+void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+    }
+    std::cout << line << '\n';
+  };
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+}
+
+std::string format_fixed(double value, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, value);
+  return buf;
+}
+
+std::string describe_timing(const v1::Timing& t) {
+  return format_fixed(t.total_ms(), 1) + " ms (preprocess " + format_fixed(t.preprocess_ms(), 1) + ", queue " +
+         format_fixed(t.queue_ms(), 1) + ", inference " + format_fixed(t.inference_ms(), 1) + "; batch " +
+         std::to_string(t.batch_size()) + ")";
+}
+
+int report_error(std::exception_ptr error, const std::string& server) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const RpcError& e) {
+    const auto code = e.status().error_code();
+    std::string line = std::string("refinery: error: ") + grpc_code_name(code) + ": " + e.status().error_message();
+    if (!e.context().empty()) line += " (" + e.context() + ")";
+    // gRPC's connection errors do not always say where it tried to connect.
+    if ((code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED) &&
+        line.find(server) == std::string::npos) {
+      line += " (server " + server + ", from --server or REFINERY_SERVER)";
+    }
+    std::cerr << line << '\n';
+    return kExitFailure;
+  } catch (const UsageError& e) {
+    std::cerr << "refinery: error: " << e.what() << "\nRun with --help for more information.\n";
+    return kExitUsage;
+  } catch (const Error& e) {
+    std::cerr << "refinery: error: " << e.what() << '\n';
+    return kExitFailure;
+  } catch (const std::exception& e) {
+    std::cerr << "refinery: error: " << e.what() << '\n';
+    return kExitFailure;
+  }
+}
+
+}  // namespace refinery::client

@@ -1,0 +1,17 @@
+// Protobuf messages as JSON, for --json output. Keys are the proto field
+// names (snake_case) in .proto order, every field is present (defaults
+// included), enums are their names. Unlike protobuf's own JSON printer,
+// 64-bit integers stay numbers (proto3's JSON mapping quotes them), so
+// `jq '.size > 3'` works, and floats print in their shortest form (0.1, not
+// 0.10000000149011612).
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <nlohmann/json.hpp>
+
+namespace refinery::client {
+
+nlohmann::ordered_json proto_to_json(const google::protobuf::Message& message);
+
+}  // namespace refinery::client

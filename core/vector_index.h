@@ -1,0 +1,186 @@
+// A cosine-similarity vector index over FAISS, keyed by string ids with an
+// opaque JSON metadata string per item. Torch-free: the server embeds texts
+// and images and hands this class plain float vectors.
+//
+// Vectors are L2-normalised on add and query and compared by inner product,
+// so every score is a cosine similarity in [-1, 1]. Kinds:
+//   FLAT  exact (FAISS brute force over the stored vectors).
+//   IVF   inverted lists over k-means cells, trained on the items present once
+//         there are kIvfTrainMinItems (exact search until then) and, with an
+//         automatic nlist, retrained when the items grow kIvfRetrainGrowth-fold.
+//         k-means runs outside the lock: searches go on meanwhile.
+//   HNSW  a graph (IndexHNSWFlat); per-call ef via SearchParams.
+//
+// Deletion: an item's slot is tombstoned and filtered out of every search
+// (FAISS IDSelector); slots are compacted, and the FAISS structure rebuilt
+// (for HNSW: the whole graph), once tombstones exceed kCompactDeadFraction of
+// the slots. A search returns min(k, size()) hits: if an approximate search
+// comes back short (tombstones, tiny nprobe/ef), it is retried wider and
+// finally exactly.
+//
+// Thread safety: any number of concurrent search()/save()/accessor calls;
+// add()/remove() are exclusive and preferred over new searches, so a stream
+// of searches cannot starve them (inserting into HNSW, or compacting, stalls
+// searches for that long). save() holds a shared lock: searches go on, writes
+// wait. One save() or load() per directory at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace faiss {
+struct Index;
+}
+
+namespace refinery {
+
+enum class IndexKind { kFlat, kIvf, kHnsw };
+
+const char* index_kind_name(IndexKind kind);  // "flat", "ivf", "hnsw"
+IndexKind parse_index_kind(const std::string& name);  // invalid_argument naming it
+
+struct IndexOptions {
+  IndexKind kind = IndexKind::kFlat;
+  int ivf_nlist = 0;              // IVF cells; 0 = about 4 * sqrt(n) at training time, retrained as n grows
+  int ivf_nprobe = 0;             // cells visited by default; 0 = max(8, nlist / 16)
+  int hnsw_m = 32;                // graph neighbours per node; 0 = 32
+  int hnsw_ef_construction = 64;  // build beam width; 0 = 64
+  int hnsw_ef_search = 64;        // default search beam width; 0 = 64
+
+  // Zeros replaced by the defaults above; invalid_argument naming a bad field.
+  IndexOptions resolved() const;
+};
+
+// Per-search knobs; 0 = the index's default.
+struct SearchParams {
+  int ivf_nprobe = 0;
+  int hnsw_ef_search = 0;
+};
+
+struct SearchHit {
+  std::string id;
+  float score = 0;  // cosine similarity
+  std::string metadata_json;
+};
+
+struct AddResult {
+  size_t added = 0;     // new ids
+  size_t replaced = 0;  // existing ids overwritten by an upsert
+};
+
+class VectorIndex {
+ public:
+  // IVF trains once this many live items exist (and at least
+  // kIvfMinPointsPerCell per requested cell); until then it searches exactly.
+  static constexpr size_t kIvfTrainMinItems = 2000;
+  // FAISS's k-means wants at least 39 points per cell; fewer gives poor cells.
+  static constexpr size_t kIvfMinPointsPerCell = 39;
+  // With an automatic nlist, the cells are retrained when the live items grow
+  // by this factor since the last training, so nlist keeps up with n.
+  static constexpr size_t kIvfRetrainGrowth = 4;
+  // Compact (and rebuild the FAISS structure) once this fraction of slots are
+  // tombstones: bounds the memory and search time spent on deleted items.
+  static constexpr double kCompactDeadFraction = 0.25;
+  static constexpr int kMaxK = 10000;
+  static constexpr int kMaxDim = 65536;
+
+  explicit VectorIndex(int dim, const IndexOptions& options = {});
+  ~VectorIndex();
+  VectorIndex(const VectorIndex&) = delete;
+  VectorIndex& operator=(const VectorIndex&) = delete;
+
+  // Adds n items; `vectors` holds n * dim() floats, row-major. `metadata` is
+  // empty (no metadata) or holds n JSON strings. All or nothing: an empty or
+  // duplicate id, an existing id without `upsert`, or a NaN/inf/all-zero
+  // vector throws invalid_argument naming the item and changes nothing.
+  // With `upsert`, an existing id gets the new vector and metadata.
+  AddResult add(const std::vector<std::string>& ids, const float* vectors, size_t n,
+                const std::vector<std::string>& metadata = {}, bool upsert = false);
+  // The same with one vector per item, so a wrong length names its item.
+  AddResult add(const std::vector<std::string>& ids, const std::vector<std::vector<float>>& vectors,
+                const std::vector<std::string>& metadata = {}, bool upsert = false);
+
+  // Deletes the items with these ids and returns how many existed; unknown
+  // (or repeated) ids are ignored, so the count tells the caller which case.
+  size_t remove(const std::vector<std::string>& ids);
+
+  // For each of nq queries (nq * dim() floats), up to min(k, size()) hits,
+  // best first. invalid_argument for k outside [1, kMaxK], a negative knob or
+  // a NaN/inf/all-zero query (naming the query index).
+  std::vector<std::vector<SearchHit>> search(const float* queries, size_t nq, int k,
+                                             const SearchParams& params = {}) const;
+  std::vector<SearchHit> search(const std::vector<float>& query, int k, const SearchParams& params = {}) const;
+
+  int dim() const { return dim_; }
+  const IndexOptions& options() const { return options_; }
+  size_t size() const;     // live items
+  bool trained() const;    // IVF: whether the cells exist; other kinds: true
+  int ivf_nlist() const;   // IVF cells in use; 0 while untrained or not IVF
+  bool contains(const std::string& id) const;
+
+  // Persists the index into `dir` atomically; see vector_index.cpp for the
+  // protocol. Siblings `dir`.tmp and `dir`.old are used on the way.
+  void save(const std::string& dir) const;
+  // Loads what save() wrote, first repairing an interrupted save (recover()).
+  // A missing dir is not_found; a corrupt or truncated file is
+  // invalid_argument naming the file.
+  static std::unique_ptr<VectorIndex> load(const std::string& dir);
+  // Finishes or rolls back a save() interrupted by a crash, leaving `dir` as
+  // the last complete state and no `dir`.tmp / `dir`.old behind.
+  static void recover(const std::string& dir);
+
+ private:
+  size_t slots() const { return ids_.size(); }
+  AddResult add_locked(const std::vector<std::string>& ids, const float* vectors, size_t n,
+                       const std::vector<std::string>& metadata, bool upsert);
+  void compact_and_rebuild();  // drops tombstones, rebuilds the FAISS structure
+  // Recreates ann_ over every slot: a new HNSW graph, or the IVF lists under
+  // the existing cells. Never trains.
+  void rebuild_ann();
+  std::unique_ptr<faiss::Index> new_hnsw() const;
+  void add_slots(faiss::Index& target, size_t first_slot, size_t count) const;
+  // Trains IVF cells on a snapshot of the live items without holding the
+  // lock, then swaps them in, listing items added meanwhile.
+  void train_ivf(std::vector<float> x, std::vector<int64_t> labels, size_t snapshot_slots, uint64_t snapshot_layout);
+  bool ivf_should_train() const;
+  size_t ivf_default_nprobe() const;
+
+  // glibc's shared_mutex prefers readers, so a steady stream of searches
+  // would starve add()/remove() forever. Writers hold gate_ while they wait
+  // for mu_; readers pass through gate_, so they queue behind a waiting writer.
+  std::shared_lock<std::shared_mutex> read_lock() const {
+    std::lock_guard<std::mutex> gate(gate_);
+    return std::shared_lock<std::shared_mutex>(mu_);
+  }
+  std::unique_lock<std::shared_mutex> write_lock() {
+    std::lock_guard<std::mutex> gate(gate_);
+    return std::unique_lock<std::shared_mutex>(mu_);
+  }
+
+  int dim_;
+  IndexOptions options_;
+  mutable std::mutex gate_;
+  mutable std::shared_mutex mu_;
+  // Slot s holds vectors_[s*dim_ .. +dim_) (normalised), ids_[s], metadata_[s];
+  // FAISS labels are slot numbers. Tombstoned slots have live_[s] == 0.
+  std::vector<float> vectors_;
+  std::vector<std::string> ids_;
+  std::vector<std::string> metadata_;
+  std::vector<uint8_t> live_;
+  std::unordered_map<std::string, size_t> slot_of_;  // live ids only
+  size_t dead_ = 0;
+  // IVF (trained) or HNSW over the slots; null for FLAT and untrained IVF,
+  // which search the vectors exactly.
+  std::unique_ptr<faiss::Index> ann_;
+  size_t ivf_trained_at_ = 0;  // live items when the IVF cells were trained
+  bool training_ = false;      // an IVF training run is under way (unlocked)
+  uint64_t layout_version_ = 0;  // bumped whenever slots are renumbered
+};
+
+}  // namespace refinery

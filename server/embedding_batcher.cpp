@@ -1,0 +1,156 @@
+#include "server/embedding_batcher.h"
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "server/log.h"
+#include "server/model_registry.h"
+
+namespace refinery {
+
+const char* modality_name(Modality m) { return m == Modality::kText ? "text" : "image"; }
+
+namespace {
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+}  // namespace
+
+EmbeddingBatcher::EmbeddingBatcher(std::string model_ref, Modality modality, EmbeddingBatcherOptions options,
+                                   ModelRegistry& registry, std::mutex& device_mutex,
+                                   std::function<void(const BatchStats&)> on_batch)
+    : model_ref_(std::move(model_ref)),
+      modality_(modality),
+      options_(options),
+      registry_(registry),
+      device_mutex_(device_mutex),
+      on_batch_(std::move(on_batch)) {
+  worker_ = std::thread([this] { loop(); });
+}
+
+EmbeddingBatcher::~EmbeddingBatcher() { stop(); }
+
+void EmbeddingBatcher::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !worker_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+int EmbeddingBatcher::queued_items() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queued_items_;
+}
+
+std::future<BatchResult> EmbeddingBatcher::submit(at::Tensor inputs, CallControl control) {
+  auto p = std::make_unique<Pending>();
+  p->inputs = std::move(inputs);
+  p->control = std::move(control);
+  p->enqueued = Clock::now();
+  auto future = p->promise.get_future();
+  const int n = static_cast<int>(p->inputs.size(0));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) throw Error(ErrorCode::kFailedPrecondition, "the server is shutting down");
+    if (queued_items_ + n > options_.max_queue_items) {
+      throw resource_exhausted(std::string("the ") + modality_name(modality_) + " queue of " + model_ref_ + " is full (" +
+                               std::to_string(queued_items_) + " items queued, limit " +
+                               std::to_string(options_.max_queue_items) + "); retry later");
+    }
+    queued_items_ += n;
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_one();
+  return future;
+}
+
+void EmbeddingBatcher::loop() {
+  const auto max_wait = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(options_.max_wait_ms));
+  for (;;) {
+    std::vector<std::unique_ptr<Pending>> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      // Wait for company: until the batch is full or the oldest call has
+      // waited max_wait (no waiting when shutting down).
+      const auto flush_at = queue_.front()->enqueued + max_wait;
+      cv_.wait_until(lock, flush_at, [&] { return stopping_ || queued_items_ >= options_.max_batch; });
+      int items = 0;
+      while (!queue_.empty()) {
+        const int n = static_cast<int>(queue_.front()->inputs.size(0));
+        if (!batch.empty() && items + n > options_.max_batch) break;
+        items += n;
+        queued_items_ -= n;
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    run_batch(batch);
+  }
+}
+
+void EmbeddingBatcher::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
+  const auto start = Clock::now();
+  // No compute for calls that are gone.
+  std::vector<std::unique_ptr<Pending>> live;
+  for (auto& p : batch) {
+    if (p->control.cancelled && p->control.cancelled()) {
+      p->promise.set_exception(std::make_exception_ptr(Error(ErrorCode::kCancelled, "the call was cancelled")));
+    } else if (start > p->control.deadline) {
+      p->promise.set_exception(std::make_exception_ptr(
+          Error(ErrorCode::kDeadlineExceeded, "the deadline passed while the call was queued (" +
+                                                  std::to_string(static_cast<int>(ms_between(p->enqueued, start))) + " ms)")));
+    } else {
+      live.push_back(std::move(p));
+    }
+  }
+  if (live.empty()) return;
+  try {
+    std::vector<at::Tensor> inputs;
+    for (auto& p : live) inputs.push_back(p->inputs);
+    at::Tensor output;
+    Clock::time_point t0;
+    double inference_ms = 0;
+    int items = 0;
+    {
+      auto model = registry_.acquire(model_ref_);  // reloads if it was unloaded meanwhile
+      std::lock_guard<std::mutex> device(device_mutex_);
+      t0 = Clock::now();
+      torch::InferenceMode guard;
+      const auto device_type = model->model->logit_scale.device();
+      auto all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
+      items = static_cast<int>(all.size(0));
+      std::vector<at::Tensor> parts;
+      // A single call larger than max_batch runs in max_batch chunks.
+      for (int64_t i = 0; i < all.size(0); i += options_.max_batch) {
+        auto chunk = all.narrow(0, i, std::min<int64_t>(options_.max_batch, all.size(0) - i)).to(device_type);
+        auto out = modality_ == Modality::kText ? model->model->encode_text(chunk) : model->model->encode_image(chunk);
+        parts.push_back(out.to(torch::kCPU, torch::kFloat));
+      }
+      output = parts.size() == 1 ? parts[0] : torch::cat(parts);
+      inference_ms = ms_between(t0, Clock::now());
+    }
+    if (on_batch_) on_batch_({modality_, items, static_cast<int>(live.size()), inference_ms});
+    int64_t row = 0;
+    for (auto& p : live) {
+      const int64_t n = p->inputs.size(0);
+      BatchResult r;
+      r.embeddings = live.size() == 1 ? output : output.narrow(0, row, n).clone();
+      r.queue_ms = ms_between(p->enqueued, t0);  // includes waiting for the device
+      r.inference_ms = inference_ms;
+      r.batch_size = items;
+      row += n;
+      p->promise.set_value(std::move(r));
+    }
+  } catch (...) {
+    const auto error = std::current_exception();
+    for (auto& p : live) p->promise.set_exception(error);
+  }
+}
+
+}  // namespace refinery

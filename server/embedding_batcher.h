@@ -1,0 +1,94 @@
+// Dynamic batching of embedding work for one (model, modality): calls queue
+// their inputs; a worker forms batches of up to max_batch items, waiting at
+// most max_wait after the first queued call for company, runs one forward
+// pass and hands each call its rows. The queue is bounded (RESOURCE_EXHAUSTED
+// at once when full), and calls whose deadline passed or whose client went
+// away are dropped before any compute is spent on them.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace refinery {
+
+class ModelRegistry;
+
+enum class Modality { kText, kImage };
+const char* modality_name(Modality m);
+
+using Clock = std::chrono::steady_clock;
+
+// What a call brings besides its inputs.
+struct CallControl {
+  Clock::time_point deadline = Clock::time_point::max();
+  std::function<bool()> cancelled;  // may be empty
+};
+
+struct BatchResult {
+  at::Tensor embeddings;  // [n, D] float32 on CPU, raw projected features
+  double queue_ms = 0;
+  double inference_ms = 0;
+  int batch_size = 0;
+};
+
+struct BatchStats {  // reported once per forward pass
+  Modality modality;
+  int items = 0;
+  int calls = 0;
+  double inference_ms = 0;
+};
+
+struct EmbeddingBatcherOptions {
+  int max_batch = 32;
+  double max_wait_ms = 5.0;
+  int max_queue_items = 4096;
+};
+
+class EmbeddingBatcher {
+ public:
+  // `device_mutex` serialises forward passes across all batchers on one
+  // device: concurrent passes only fight over the same cores or SMs.
+  EmbeddingBatcher(std::string model_ref, Modality modality, EmbeddingBatcherOptions options, ModelRegistry& registry,
+                   std::mutex& device_mutex, std::function<void(const BatchStats&)> on_batch = {});
+  ~EmbeddingBatcher();  // drains: queued calls still get answers
+
+  // inputs: tokens [n, L] int32 (text) or pixels [n, 3, S, S] float (image).
+  std::future<BatchResult> submit(at::Tensor inputs, CallControl control);
+  int queued_items() const;
+  void stop();  // finish what is queued, accept nothing more
+
+ private:
+  struct Pending {
+    at::Tensor inputs;
+    CallControl control;
+    Clock::time_point enqueued;
+    std::promise<BatchResult> promise;
+  };
+  void loop();
+  void run_batch(std::vector<std::unique_ptr<Pending>>& batch);
+
+  const std::string model_ref_;
+  const Modality modality_;
+  const EmbeddingBatcherOptions options_;
+  ModelRegistry& registry_;
+  std::mutex& device_mutex_;
+  std::function<void(const BatchStats&)> on_batch_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Pending>> queue_;
+  int queued_items_ = 0;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace refinery

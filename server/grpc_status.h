@@ -1,0 +1,18 @@
+// The one place where errors become gRPC statuses. refinery::Error carries
+// its code; LibTorch and other exceptions are internal errors.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include <exception>
+
+#include "core/error.h"
+
+namespace refinery {
+
+grpc::StatusCode to_grpc_code(ErrorCode code);
+// Maps the exception in `error` to a status whose message names the culprit.
+grpc::Status to_grpc_status(const std::exception_ptr& error);
+const char* grpc_code_name(grpc::StatusCode code);
+
+}  // namespace refinery

@@ -1,0 +1,396 @@
+#include "server/index_registry.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "server/log.h"
+
+// Creating and dropping are atomic renames too:
+//   create: write index.json and an empty vectors/ into <name>~creating,
+//           fsync, rename it to <name>.
+//   drop:   rename <name> to <name>~dropping, fsync, delete it.
+// '~' never appears in an index name, so at start any folder holding one is
+// the leftover of an interrupted create (never acknowledged) or drop (already
+// acknowledged) and is deleted.
+
+namespace refinery {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kInfoFile = "index.json";
+constexpr const char* kVectorsDir = "vectors";
+constexpr const char* kCreatingSuffix = "~creating";
+constexpr const char* kDroppingSuffix = "~dropping";
+
+std::string in_quotes(const std::string& s) { return "\"" + s + "\""; }
+
+Error io_error(const std::string& what, const std::string& path, int err) {
+  std::string msg = what + " " + path + ": " + std::strerror(err);
+  return (err == ENOSPC || err == EDQUOT) ? resource_exhausted(msg) : internal_error(msg);
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) throw io_error("cannot open", path, errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0 && err != EINVAL) throw io_error("cannot fsync", path, err);
+}
+
+void write_durably(const std::string& path, const std::string& text) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw io_error("cannot create", path, errno);
+  const char* p = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      int err = errno;
+      ::close(fd);
+      throw io_error("cannot write", path, err);
+    }
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw io_error("cannot fsync", path, err);
+  }
+  if (::close(fd) != 0) throw io_error("cannot close", path, errno);
+}
+
+void rename_path(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) throw io_error("cannot rename " + from + " to", to, errno);
+}
+
+void remove_tree(const std::string& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) throw internal_error("cannot remove " + path + ": " + ec.message());
+}
+
+int64_t now_unix_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+bool valid_model_ref(const std::string& ref) {
+  const size_t at = ref.find('@');
+  return at != std::string::npos && at > 0 && at + 1 < ref.size() && ref.find('@', at + 1) == std::string::npos;
+}
+
+nlohmann::json info_to_json(const IndexInfo& info) {
+  const IndexOptions& o = info.options;
+  return {{"name", info.name},
+          {"model", info.model},
+          {"dim", info.dim},
+          {"options",
+           {{"kind", index_kind_name(o.kind)},
+            {"ivf_nlist", o.ivf_nlist},
+            {"ivf_nprobe", o.ivf_nprobe},
+            {"hnsw_m", o.hnsw_m},
+            {"hnsw_ef_construction", o.hnsw_ef_construction},
+            {"hnsw_ef_search", o.hnsw_ef_search}}},
+          {"created_unix_ms", info.created_unix_ms}};
+}
+
+IndexInfo read_info(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw invalid_argument(path + ": cannot read: " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  IndexInfo info;
+  try {
+    const auto j = nlohmann::json::parse(text.str());
+    info.name = j.at("name").get<std::string>();
+    info.model = j.at("model").get<std::string>();
+    info.dim = j.at("dim").get<int>();
+    info.created_unix_ms = j.at("created_unix_ms").get<int64_t>();
+    const auto& o = j.at("options");
+    info.options.kind = parse_index_kind(o.at("kind").get<std::string>());
+    info.options.ivf_nlist = o.at("ivf_nlist").get<int>();
+    info.options.ivf_nprobe = o.at("ivf_nprobe").get<int>();
+    info.options.hnsw_m = o.at("hnsw_m").get<int>();
+    info.options.hnsw_ef_construction = o.at("hnsw_ef_construction").get<int>();
+    info.options.hnsw_ef_search = o.at("hnsw_ef_search").get<int>();
+  } catch (const nlohmann::json::exception& e) {
+    throw invalid_argument(path + ": " + e.what());
+  } catch (const Error& e) {
+    throw invalid_argument(path + ": " + e.what());
+  }
+  return info;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- IndexHandle
+
+IndexInfo IndexHandle::info() const {
+  IndexInfo info = info_;
+  auto index = this->index();
+  info.size = static_cast<int64_t>(index->size());
+  info.trained = index->trained();
+  return info;
+}
+
+std::shared_ptr<const VectorIndex> IndexHandle::index() const { return mutable_index(); }
+
+std::shared_ptr<VectorIndex> IndexHandle::mutable_index() const {
+  std::lock_guard<std::mutex> lock(index_mu_);
+  return index_;
+}
+
+void IndexHandle::replace_index(std::shared_ptr<VectorIndex> index) {
+  std::lock_guard<std::mutex> lock(index_mu_);
+  index_ = std::move(index);
+}
+
+// ---------------------------------------------------------------- IndexRegistry
+
+bool IndexRegistry::valid_name(const std::string& name) {
+  if (name.empty() || name.size() > kMaxNameLength || name == "." || name == "..") return false;
+  for (char c : name) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+IndexRegistry::IndexRegistry(std::string data_dir) : root_(std::move(data_dir) + "/indexes") {
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) throw internal_error("cannot create the index folder " + root_ + ": " + ec.message());
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(root_, ec), end; !ec && it != end; it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  if (ec) throw internal_error("cannot list " + root_ + ": " + ec.message());
+
+  for (const std::string& name : names) {
+    const std::string path = root_ + "/" + name;
+    if (name.find('~') != std::string::npos) {
+      log_info("index folder %s: leftover of an interrupted create or drop; deleting it", path.c_str());
+      std::error_code rm;
+      fs::remove_all(path, rm);
+      if (rm) log_error("cannot delete %s: %s", path.c_str(), rm.message().c_str());
+      continue;
+    }
+    if (!valid_name(name) || !fs::is_directory(path, ec)) {
+      log_warning("ignoring %s: not an index folder", path.c_str());
+      continue;
+    }
+    try {
+      load_one(name);
+    } catch (const std::exception& e) {
+      // One bad index must not keep the server (and the other indexes) down.
+      log_error("index %s: cannot load, skipping it: %s", in_quotes(name).c_str(), e.what());
+      broken_[name] = e.what();
+    }
+  }
+  log_info("loaded %zu vector indexes from %s (%zu broken)", indexes_.size(), root_.c_str(), broken_.size());
+}
+
+void IndexRegistry::load_one(const std::string& name) {
+  const std::string dir = root_ + "/" + name;
+  IndexInfo info = read_info(dir + "/" + kInfoFile);
+  if (info.name != name) {
+    throw invalid_argument(dir + "/" + kInfoFile + ": names index " + in_quotes(info.name) + ", not " + in_quotes(name));
+  }
+  std::shared_ptr<VectorIndex> index = VectorIndex::load(dir + "/" + kVectorsDir);
+  if (index->dim() != info.dim || index->options().kind != info.options.kind) {
+    throw invalid_argument(dir + "/" + kVectorsDir + ": dimension or kind differs from " + kInfoFile);
+  }
+  info.options = index->options();
+  indexes_[name] = std::shared_ptr<IndexHandle>(new IndexHandle(std::move(info), dir, std::move(index)));
+}
+
+IndexInfo IndexRegistry::create(const std::string& name, const std::string& model_ref, int dim,
+                                const IndexOptions& options) {
+  if (!valid_name(name)) {
+    throw invalid_argument("invalid index name " + in_quotes(name) + ": use 1 to " + std::to_string(kMaxNameLength) +
+                           " of A-Z a-z 0-9 . _ - (not \".\" or \"..\")");
+  }
+  if (!valid_model_ref(model_ref)) {
+    throw invalid_argument("model reference " + in_quotes(model_ref) + " for index " + in_quotes(name) +
+                           " is not of the form name@version");
+  }
+  auto index = std::make_shared<VectorIndex>(dim, options);  // validates dim and options
+
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string dir = root_ + "/" + name;
+  std::error_code ec;
+  if (indexes_.count(name) || broken_.count(name) || dropping_.count(name) || fs::exists(dir, ec)) {
+    throw Error(ErrorCode::kFailedPrecondition,
+                "index " + in_quotes(name) + " already exists" +
+                    (broken_.count(name) ? " (broken on disk: " + broken_.at(name) + "; drop it first)" : ""));
+  }
+
+  IndexInfo info;
+  info.name = name;
+  info.model = model_ref;
+  info.dim = dim;
+  info.options = index->options();
+  info.created_unix_ms = now_unix_ms();
+
+  const std::string staging = dir + kCreatingSuffix;
+  try {
+    remove_tree(staging);
+    if (::mkdir(staging.c_str(), 0755) != 0) throw io_error("cannot create", staging, errno);
+    write_durably(staging + "/" + kInfoFile, info_to_json(info).dump(2) + "\n");
+    index->save(staging + "/" + kVectorsDir);  // fsyncs staging too
+    rename_path(staging, dir);
+    fsync_path(root_, true);
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  info.trained = index->trained();
+  indexes_[name] = std::shared_ptr<IndexHandle>(new IndexHandle(info, dir, std::move(index)));
+  return info;
+}
+
+void IndexRegistry::drop(const std::string& name) {
+  std::shared_ptr<IndexHandle> handle;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = indexes_.find(name);
+    if (it == indexes_.end()) {
+      if (!broken_.count(name)) throw not_found("no index named " + in_quotes(name));
+    } else {
+      handle = it->second;
+      indexes_.erase(it);
+    }
+    dropping_.insert(name);
+  }
+  const std::string dir = root_ + "/" + name, doomed = dir + kDroppingSuffix;
+  std::unique_lock<std::mutex> writing;
+  if (handle) {
+    writing = std::unique_lock<std::mutex>(handle->write_mu_);  // let an add/remove in flight finish
+    handle->dropped_ = true;
+  }
+  try {
+    remove_tree(doomed);
+    rename_path(dir, doomed);
+    fsync_path(root_, true);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dropping_.erase(name);
+    if (handle) {
+      handle->dropped_ = false;
+      indexes_[name] = handle;
+    }
+    throw;
+  }
+  std::error_code ec;
+  fs::remove_all(doomed, ec);  // the drop is done; a leftover goes at the next start
+  if (ec) log_warning("index %s dropped, but %s remains: %s", in_quotes(name).c_str(), doomed.c_str(), ec.message().c_str());
+  std::lock_guard<std::mutex> lock(mu_);
+  dropping_.erase(name);
+  broken_.erase(name);
+}
+
+std::shared_ptr<IndexHandle> IndexRegistry::find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = indexes_.find(name);
+  if (it == indexes_.end()) {
+    auto broken = broken_.find(name);
+    if (broken != broken_.end()) {
+      throw Error(ErrorCode::kFailedPrecondition,
+                  "index " + in_quotes(name) + " failed to load at start: " + broken->second);
+    }
+    throw not_found("no index named " + in_quotes(name));
+  }
+  return it->second;
+}
+
+std::shared_ptr<const IndexHandle> IndexRegistry::get(const std::string& name) const { return find(name); }
+
+std::vector<IndexInfo> IndexRegistry::list() const {
+  std::vector<std::shared_ptr<IndexHandle>> handles;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [name, handle] : indexes_) handles.push_back(handle);
+  }
+  std::vector<IndexInfo> out;
+  for (const auto& h : handles) out.push_back(h->info());
+  return out;
+}
+
+std::map<std::string, std::string> IndexRegistry::broken() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return broken_;
+}
+
+// Applies a change and saves it; when the save fails, memory goes back to
+// what is on disk, so callers are never told "failed" about a change that
+// searches keep seeing. Returns the index's size afterwards.
+template <typename Apply>
+size_t IndexRegistry::apply_and_persist(const std::string& name, Apply&& apply) {
+  auto handle = find(name);
+  std::lock_guard<std::mutex> writing(handle->write_mu_);
+  if (handle->dropped_) throw not_found("no index named " + in_quotes(name));
+  auto index = handle->mutable_index();
+  const bool changed = apply(*index);  // validation errors throw and change nothing
+  if (changed) {
+    const std::string dir = handle->dir_ + "/" + kVectorsDir;
+    try {
+      index->save(dir);
+    } catch (const std::exception& e) {
+      try {
+        handle->replace_index(VectorIndex::load(dir));
+      } catch (const std::exception& reload) {
+        log_error("index %s: saving failed (%s) and so did reloading the saved state (%s); serving unsaved changes",
+                  in_quotes(name).c_str(), e.what(), reload.what());
+      }
+      throw;
+    }
+  }
+  return index->size();
+}
+
+AddItemsResult IndexRegistry::add(const std::string& name, const std::vector<std::string>& ids, const float* vectors,
+                                  size_t n, const std::vector<std::string>& metadata, bool upsert) {
+  AddResult r;
+  size_t size = apply_and_persist(name, [&](VectorIndex& index) {
+    r = index.add(ids, vectors, n, metadata, upsert);
+    return n > 0;
+  });
+  return {r.added, r.replaced, size};
+}
+
+AddItemsResult IndexRegistry::add(const std::string& name, const std::vector<std::string>& ids,
+                                  const std::vector<std::vector<float>>& vectors,
+                                  const std::vector<std::string>& metadata, bool upsert) {
+  AddResult r;
+  size_t size = apply_and_persist(name, [&](VectorIndex& index) {
+    r = index.add(ids, vectors, metadata, upsert);
+    return !vectors.empty();
+  });
+  return {r.added, r.replaced, size};
+}
+
+RemoveItemsResult IndexRegistry::remove(const std::string& name, const std::vector<std::string>& ids) {
+  size_t deleted = 0;
+  size_t size = apply_and_persist(name, [&](VectorIndex& index) {
+    deleted = index.remove(ids);
+    return deleted > 0;
+  });
+  return {deleted, size};
+}
+
+}  // namespace refinery

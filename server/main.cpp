@@ -1,0 +1,174 @@
+// refineryd: the Refinery server. Loads CLIP checkpoints and serves
+// embeddings, zero-shot classification, ranking and vector search over gRPC,
+// with Prometheus metrics on a separate HTTP port.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+#include "core/torch_runtime.h"
+#include "server/embedding_engine.h"
+#include "server/embedding_service.h"
+#include "server/index_registry.h"
+#include "server/index_service.h"
+#include "server/log.h"
+#include "server/metrics_http_server.h"
+#include "server/metrics_registry.h"
+#include "server/model_registry.h"
+#include "server/model_service.h"
+#include "server/process_metrics.h"
+#include "server/server_config.h"
+#include "server/server_metrics.h"
+#include "server/worker_pool.h"
+
+namespace refinery {
+namespace {
+
+// Flags override the config file: read --config first, then parse the rest
+// into the same struct.
+ServerConfig parse_config(int argc, char** argv) {
+  ServerConfig cfg;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) cfg.load_file(argv[i + 1]);
+    if (a.rfind("--config=", 0) == 0) cfg.load_file(a.substr(9));
+  }
+  CLI::App app{"refineryd: serves CLIP embeddings, zero-shot classification, ranking and vector search over gRPC."};
+  app.set_version_flag("--version", std::string("refineryd ") + REFINERY_VERSION);
+  std::string config_file = cfg.config_file;
+  app.add_option("--config", config_file, "JSON config file (keys as the flags); flags win");
+  app.add_option("--listen", cfg.listen, "gRPC address HOST:PORT")->capture_default_str();
+  app.add_option("--metrics-listen", cfg.metrics_listen, "Prometheus /metrics address HOST:PORT ('' = off)")
+      ->capture_default_str();
+  app.add_option("--data-dir", cfg.data_dir, "Jobs DB, checkpoints and indexes; survives restarts")->capture_default_str();
+  app.add_option("--models-dir", cfg.models_dir, "Every checkpoint in this folder is registered by name at start");
+  app.add_option("--default-model", cfg.default_model, "Model used when a call names none (default: first registered)");
+  app.add_option("--device", cfg.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--threads", cfg.threads, "LibTorch intra-op threads (0 = all cores)")->capture_default_str();
+  app.add_option("--preprocess-threads", cfg.preprocess_threads, "Image decode workers (0 = all cores)")
+      ->capture_default_str();
+  app.add_option("--model-memory-budget-gb", cfg.model_memory_budget_gb,
+                 "Loaded model weights; least recently used models are unloaded beyond it")
+      ->capture_default_str();
+  app.add_option("--max-batch-images", cfg.batcher.max_batch_images, "Images per forward pass")->capture_default_str();
+  app.add_option("--max-batch-texts", cfg.batcher.max_batch_texts, "Texts per forward pass")->capture_default_str();
+  app.add_option("--max-wait-ms", cfg.batcher.max_wait_ms, "How long a batch waits for more calls")->capture_default_str();
+  app.add_option("--max-queue-items", cfg.batcher.max_queue_items,
+                 "Queued items per model and modality before calls get RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  app.add_option("--max-request-items", cfg.max_request_items, "Texts or images in one call")->capture_default_str();
+  app.add_option("--max-message-mb", cfg.max_message_mb, "Largest request message")->capture_default_str();
+  app.add_option("--shutdown-grace-s", cfg.shutdown_grace_s, "Time in-flight calls get after SIGTERM")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  cfg.validate();
+  return cfg;
+}
+
+int run(int argc, char** argv) {
+  const ServerConfig cfg = parse_config(argc, argv);
+  // Signals are taken by sigwait below; every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  RuntimeOptions ro;
+  ro.threads = cfg.threads;
+  ro.device = cfg.device;
+  const RuntimeInfo runtime = configure_runtime(ro);
+  const std::string device = resolve_device(cfg.device).str();
+  log_info("refineryd %s starting: %s, device %s", REFINERY_VERSION, runtime.summary().c_str(), device.c_str());
+  if (!cfg.config_file.empty()) log_info("config file %s", cfg.config_file.c_str());
+
+  MetricsRegistry metrics_registry;
+  ServerMetrics metrics(metrics_registry);
+  register_process_metrics(metrics_registry);
+  metrics_registry.gauge("refinery_build_info", "Build information (value 1)", {"version", "torch", "device"})
+      .with({REFINERY_VERSION, runtime.torch_version, device})
+      .set(1);
+
+  ModelRegistryOptions mo;
+  mo.models_dir = cfg.models_dir;
+  mo.data_dir = cfg.data_dir;
+  mo.default_model = cfg.default_model;
+  mo.memory_budget_bytes = static_cast<int64_t>(cfg.model_memory_budget_gb * (1 << 30));
+  mo.device = device;
+  ModelRegistry models(mo);
+  log_info("%zu model(s) registered, default %s", models.list().size(),
+           models.default_ref().empty() ? "(none)" : models.default_ref().c_str());
+  IndexRegistry indexes(cfg.data_dir);
+  WorkerPool pool(cfg.preprocess_threads);
+  EmbeddingEngine engine(models, pool, cfg.batcher, [&metrics](const BatchStats& s) { metrics.record_batch(s); });
+
+  auto& queue_gauge = metrics_registry.gauge("refinery_queue_items", "Items waiting in a batcher queue", {"queue"});
+  auto& registered = metrics_registry.gauge("refinery_models_registered", "Models in the registry");
+  auto& loaded = metrics_registry.gauge("refinery_models_loaded", "Models whose weights are loaded");
+  auto& model_bytes = metrics_registry.gauge("refinery_model_memory_bytes", "Weights of a loaded model", {"model"});
+  auto& index_items = metrics_registry.gauge("refinery_index_items", "Items in a vector index", {"index"});
+  metrics_registry.add_collector([&] {
+    for (const auto& [queue, items] : engine.queue_depths()) queue_gauge.with({queue}).set(items);
+    registered.with().set(static_cast<double>(models.list().size()));
+    const auto in_memory = models.loaded_models();
+    loaded.with().set(static_cast<double>(in_memory.size()));
+    for (const auto& [ref, bytes] : in_memory) model_bytes.with({ref}).set(static_cast<double>(bytes));
+    for (const auto& info : indexes.list()) index_items.with({info.name}).set(static_cast<double>(info.size));
+  });
+
+  ModelServiceImpl model_service(models, &metrics);
+  EmbeddingServiceImpl embedding_service(engine, cfg, &metrics);
+  IndexServiceImpl index_service(indexes, engine, models, cfg, &metrics);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(cfg.max_message_mb << 20);
+  builder.SetMaxSendMessageSize(cfg.max_message_mb << 20);
+  builder.RegisterService(&model_service);
+  builder.RegisterService(&embedding_service);
+  builder.RegisterService(&index_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) throw invalid_argument("cannot listen on " + cfg.listen + " (--listen): address in use or invalid");
+  std::unique_ptr<MetricsHttpServer> metrics_http;
+  if (!cfg.metrics_listen.empty()) {
+    metrics_http = std::make_unique<MetricsHttpServer>(metrics_registry, cfg.metrics_listen);
+    log_info("metrics on http://%s/metrics", cfg.metrics_listen.c_str());
+  }
+  log_info("serving gRPC on %s (port %d)", cfg.listen.c_str(), port);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log_info("received %s: draining in-flight calls (up to %.0f s)", strsignal(sig), cfg.shutdown_grace_s);
+  server->GetHealthCheckService()->Shutdown();
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(cfg.shutdown_grace_s * 1000));
+  server->Shutdown(deadline);  // waits for running handlers (and their index writes)
+  engine.shutdown();
+  metrics_http.reset();
+  log_info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace refinery
+
+int main(int argc, char** argv) {
+  try {
+    return refinery::run(argc, argv);
+  } catch (const std::exception& e) {
+    refinery::log_error("refineryd: %s", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,106 @@
+// Every model the server knows, by "name@version": the checkpoints found in
+// --models-dir at start, models imported at run time and models produced by
+// refine jobs (persisted in <data-dir>/models.json). Weights load lazily on
+// first use and are unloaded least-recently-used first when the loaded
+// weights exceed the memory budget; a caller holding a model keeps it alive.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/clip_config.h"
+#include "core/clip_model.h"
+
+namespace refinery {
+
+struct Lineage {
+  std::string base_model, job_id, data, method;
+  std::map<std::string, std::string> hyperparameters;
+  std::map<std::string, double> metrics;
+  bool empty() const { return base_model.empty() && job_id.empty(); }
+};
+
+struct ModelEntry {
+  std::string name;
+  int version = 1;
+  std::string path;
+  std::string model_config_path;  // optional architecture override
+  std::string format;
+  ClipConfig config;
+  int64_t parameters = 0;
+  int64_t created_unix_ms = 0;
+  bool from_models_dir = false;
+  Lineage lineage;
+
+  std::string ref() const { return name + "@" + std::to_string(version); }
+};
+
+struct LoadedModel {
+  ModelEntry entry;
+  ClipModel model{nullptr};
+  int64_t memory_bytes = 0;
+};
+
+struct ModelRegistryOptions {
+  std::string models_dir;     // scanned at start
+  std::string data_dir;       // models.json lives here
+  std::string default_model;  // "name" or "name@version"; empty: first registered
+  int64_t memory_budget_bytes = int64_t{8} << 30;
+  std::string device = "cpu";
+};
+
+class ModelRegistry {
+ public:
+  explicit ModelRegistry(ModelRegistryOptions options);
+
+  std::vector<ModelEntry> list() const;
+  // "" = the default model; "name" = its latest version; "name@N".
+  // NOT_FOUND names the reference and, for an unknown name, the known ones.
+  ModelEntry resolve(const std::string& ref) const;
+  std::string default_ref() const;  // "" when no model is registered
+
+  // Registers a checkpoint on the server's disk (its header is validated
+  // now). An existing name gets a new version.
+  ModelEntry import(const std::string& path, const std::string& name, const std::string& model_config_path,
+                    bool make_default, const Lineage& lineage = {});
+  void remove(const std::string& ref);
+
+  // The model's weights on the serving device, loading them if needed.
+  std::shared_ptr<LoadedModel> acquire(const std::string& ref);
+  bool is_loaded(const std::string& ref) const;
+  int64_t loaded_bytes() const;
+  size_t loaded_count() const;
+  std::map<std::string, int64_t> loaded_models() const;  // ref -> bytes
+
+  // Name a checkpoint path is registered under: its file (or folder) name
+  // without the extension, e.g. "vit-b-32.safetensors" -> "vit-b-32".
+  static std::string name_for_path(const std::string& path);
+  static void validate_name(const std::string& name);
+
+ private:
+  struct Slot {
+    ModelEntry entry;
+    std::shared_ptr<LoadedModel> loaded;
+    std::shared_ptr<std::mutex> load_mutex = std::make_shared<std::mutex>();
+    uint64_t last_used = 0;
+  };
+  Slot& find_slot(const std::string& ref);  // caller holds mu_
+  const Slot& find_slot(const std::string& ref) const;
+  void persist() const;  // caller holds mu_
+  void load_persisted();
+  void scan_models_dir();
+  void evict_over_budget(const std::string& keep);  // caller holds mu_
+
+  ModelRegistryOptions options_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::map<int, Slot>> models_;  // name -> version -> slot
+  std::vector<std::string> hidden_;                      // deleted models-dir refs
+  std::string default_ref_;
+  uint64_t clock_ = 0;
+};
+
+}  // namespace refinery

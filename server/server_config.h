@@ -1,0 +1,39 @@
+// refineryd's configuration: one plain struct, defaults next to the fields,
+// filled from a JSON config file (same keys as the flags, with '-' or '_')
+// and then from flags, which win.
+#pragma once
+
+#include <string>
+
+namespace refinery {
+
+struct BatcherConfig {
+  int max_batch_images = 32;     // images per forward pass
+  int max_batch_texts = 128;     // texts per forward pass
+  double max_wait_ms = 5.0;      // how long a batch waits for company after its first call
+  int max_queue_items = 4096;    // queued items per (model, modality); beyond: RESOURCE_EXHAUSTED
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";  // empty: no metrics endpoint
+  std::string data_dir = "./refinery-data";        // jobs DB, checkpoints, indexes
+  std::string models_dir;                          // every checkpoint here is registered at start
+  std::string default_model;                       // empty: the first registered
+  std::string device = "auto";                     // auto | cpu | cuda[:N]
+  int threads = 0;                                 // LibTorch intra-op threads; 0 = all cores
+  int preprocess_threads = 0;                      // image decode workers; 0 = cores
+  double model_memory_budget_gb = 8.0;             // loaded weights; least recently used unloaded first
+  int max_request_items = 1024;                    // texts or images in one call
+  int max_message_mb = 64;                         // gRPC receive limit
+  double shutdown_grace_s = 30.0;                  // SIGTERM: time given to in-flight calls
+  BatcherConfig batcher;
+  std::string config_file;                         // where this came from, if anywhere
+
+  // Reads a JSON object; unknown keys are an error naming them.
+  void load_file(const std::string& path);
+  void validate() const;  // throws invalid_argument naming the bad field
+  std::string to_json() const;
+};
+
+}  // namespace refinery

@@ -1,0 +1,116 @@
+// metrics_dump: a registry holding every metric type and the awkward values
+// (escaped label values, special floats, process metrics), printed for
+// `promtool check metrics` or served for a real Prometheus to scrape.
+//
+//   metrics_dump --print               exposition on stdout
+//   metrics_dump --serve HOST:PORT     serve /metrics; prints the bound port as
+//                                      the first stdout line; runs until
+//                                      SIGTERM or SIGINT
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <string>
+
+#include "core/error.h"
+#include "server/metrics_http_server.h"
+#include "server/metrics_registry.h"
+#include "server/process_metrics.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: metrics_dump --print\n"
+    "       metrics_dump --serve HOST:PORT   (PORT 0 picks a free port; prints it first)\n";
+
+void fill(refinery::MetricsRegistry& registry) {
+  using namespace refinery;
+  auto& requests = registry.counter("refinery_dump_requests_total", "Requests handled, by RPC and status code.",
+                                    {"method", "code"});
+  requests.with({"EmbedText", "OK"}).inc(1234567);
+  requests.with({"EmbedImage", "INVALID_ARGUMENT"}).inc(3);
+  requests.with({"Classify", "OK"});  // a child that exists but is still 0
+
+  auto& tricky = registry.gauge("refinery_dump_label_escaping",
+                                "Label values that need escaping: \\ and \"quotes\"\nsecond line.", {"value"});
+  tricky.with({"double \"quoted\""}).set(1);
+  tricky.with({"back\\slash"}).set(2);
+  tricky.with({"new\nline"}).set(3);
+  tricky.with({"all \\\"\n at once \\n"}).set(4);
+  tricky.with({"unicode caf\xC3\xA9 \xE6\xA8\xA1\xE5\x9E\x8B"}).set(5);
+  tricky.with({"invalid utf-8 \xFF"}).set(6);
+  tricky.with({""}).set(7);
+
+  auto& special = registry.gauge("refinery_dump_special_values", "Floats Prometheus spells specially.", {"kind"});
+  special.with({"nan"}).set(std::numeric_limits<double>::quiet_NaN());
+  special.with({"pos_inf"}).set(std::numeric_limits<double>::infinity());
+  special.with({"neg_inf"}).set(-std::numeric_limits<double>::infinity());
+  special.with({"tiny"}).set(1e-9);
+  special.with({"huge"}).set(1.5e300);
+  special.with({"negative"}).set(-2.5);
+  special.with({"big_integer"}).set(4503599627370496.0);
+
+  registry.gauge("refinery_dump_models_loaded", "Models currently loaded.").with().set(2);
+
+  auto& latency = registry.histogram("refinery_dump_request_duration_seconds", "Request latency in seconds.",
+                                     latency_buckets_seconds(), {"method"});
+  for (double v : {0.0004, 0.0005, 0.003, 0.02, 0.02, 0.7, 12.0, 45.0}) latency.with({"EmbedText"}).observe(v);
+  latency.with({"Classify"}).observe(0.1);
+
+  auto& batch = registry.histogram("refinery_dump_batch_size", "Items per inference batch.", size_buckets());
+  for (double v : {1, 1, 3, 8, 32, 700}) batch.with().observe(v);
+
+  // Values filled at scrape time, as refineryd does for queue depths.
+  auto& scrapes = registry.counter("refinery_dump_scrapes_total", "Times this registry was serialised.").with();
+  registry.add_collector([&scrapes] { scrapes.inc(); });
+
+  register_process_metrics(registry);
+}
+
+int serve(const refinery::MetricsRegistry& registry, const std::string& listen) {
+  // Block the stop signals before civetweb starts its threads (they inherit
+  // the mask), so sigwait below is the only place that receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  refinery::MetricsHttpServer server(registry, listen);
+  std::cout << server.port() << std::endl;  // first line: the bound port, flushed
+  std::cerr << "metrics_dump: serving http://" << listen.substr(0, listen.rfind(':')) << ":" << server.port()
+            << "/metrics until SIGTERM or SIGINT\n";
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cerr << "metrics_dump: " << strsignal(signal_number) << ", stopping\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "--help" || mode == "-h") {
+    std::cout << kUsage;
+    return 0;
+  }
+  const bool print = mode == "--print" && argc == 2;
+  const bool serving = mode == "--serve" && argc == 3;
+  if (!print && !serving) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  try {
+    refinery::MetricsRegistry registry;
+    fill(registry);
+    if (print) {
+      std::cout << registry.serialize();
+      return std::cout.flush() ? 0 : 1;
+    }
+    return serve(registry, argv[2]);
+  } catch (const std::exception& e) {
+    std::cerr << "metrics_dump: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,84 @@
+// An in-process refineryd: the real registry, engine and services on a real
+// gRPC server bound to a free loopback port, with the fixture model
+// registered as "tiny".
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <memory>
+
+#include "fixture.h"
+#include "refinery/v1/embedding.grpc.pb.h"
+#include "refinery/v1/index.grpc.pb.h"
+#include "refinery/v1/model.grpc.pb.h"
+#include "server/embedding_engine.h"
+#include "server/embedding_service.h"
+#include "server/index_registry.h"
+#include "server/index_service.h"
+#include "server/metrics_registry.h"
+#include "server/model_registry.h"
+#include "server/model_service.h"
+#include "server/server_config.h"
+#include "server/server_metrics.h"
+#include "server/worker_pool.h"
+
+namespace refinery::testing {
+
+class TestServer {
+ public:
+  explicit TestServer(ServerConfig config = {}, const std::string& data_dir = "") : config_(std::move(config)) {
+    ::mkdir((dir_ / "models").c_str(), 0755);
+    testing::write_file(dir_ / "models/tiny.safetensors", testing::read_file(fixture("tiny.safetensors")));
+    config_.data_dir = data_dir.empty() ? dir_ / "data" : data_dir;
+    ::mkdir(config_.data_dir.c_str(), 0755);
+    ModelRegistryOptions mo;
+    mo.models_dir = dir_ / "models";
+    mo.data_dir = config_.data_dir;
+    models_ = std::make_unique<ModelRegistry>(mo);
+    indexes_ = std::make_unique<IndexRegistry>(config_.data_dir);
+    pool_ = std::make_unique<WorkerPool>(2);
+    metrics_ = std::make_unique<ServerMetrics>(metrics_registry_);
+    engine_ = std::make_unique<EmbeddingEngine>(*models_, *pool_, config_.batcher,
+                                                [this](const BatchStats& s) { metrics_->record_batch(s); });
+    model_service_ = std::make_unique<ModelServiceImpl>(*models_, metrics_.get());
+    embedding_service_ = std::make_unique<EmbeddingServiceImpl>(*engine_, config_, metrics_.get());
+    index_service_ = std::make_unique<IndexServiceImpl>(*indexes_, *engine_, *models_, config_, metrics_.get());
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.SetMaxReceiveMessageSize(config_.max_message_mb << 20);
+    b.RegisterService(model_service_.get());
+    b.RegisterService(embedding_service_.get());
+    b.RegisterService(index_service_.get());
+    server_ = b.BuildAndStart();
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
+  }
+  ~TestServer() {
+    server_->Shutdown();
+    engine_->shutdown();
+  }
+
+  std::unique_ptr<v1::EmbeddingService::Stub> embedding() { return v1::EmbeddingService::NewStub(channel_); }
+  std::unique_ptr<v1::ModelService::Stub> models() { return v1::ModelService::NewStub(channel_); }
+  std::unique_ptr<v1::IndexService::Stub> indexes() { return v1::IndexService::NewStub(channel_); }
+  MetricsRegistry& metrics() { return metrics_registry_; }
+  const std::string& data_dir() const { return config_.data_dir; }
+
+ private:
+  TempDir dir_;
+  ServerConfig config_;
+  MetricsRegistry metrics_registry_;
+  std::unique_ptr<ModelRegistry> models_;
+  std::unique_ptr<IndexRegistry> indexes_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<EmbeddingEngine> engine_;
+  std::unique_ptr<ModelServiceImpl> model_service_;
+  std::unique_ptr<EmbeddingServiceImpl> embedding_service_;
+  std::unique_ptr<IndexServiceImpl> index_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  int port_ = 0;
+};
+
+}  // namespace refinery::testing
