@@ -76,10 +76,17 @@ void EmbeddingBatcher::loop() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, nothing left
-      // Wait for company: until the batch is full or the oldest call has
-      // waited max_wait (no waiting when shutting down).
-      const auto flush_at = queue_.front()->enqueued + max_wait;
-      cv_.wait_until(lock, flush_at, [&] { return stopping_ || queued_items_ >= options_.max_batch; });
+      // Wait for company: until the batch is full, or every caller we expect
+      // is queued, or max_wait has passed since the oldest call arrived and
+      // since the previous batch ended. Callers served by the batch that just
+      // finished send their next call a few ms later; leaving without them
+      // makes batches alternate between large and small, which costs
+      // throughput. A lone caller is expected alone and does not wait.
+      const auto flush_at = std::max(queue_.front()->enqueued, last_batch_end_) + max_wait;
+      cv_.wait_until(lock, flush_at, [&] {
+        return stopping_ || queued_items_ >= options_.max_batch ||
+               (expected_calls_ > 0 && static_cast<int>(queue_.size()) >= expected_calls_);
+      });
       int items = 0;
       while (!queue_.empty()) {
         const int n = static_cast<int>(queue_.front()->inputs.size(0));
@@ -90,7 +97,13 @@ void EmbeddingBatcher::loop() {
         queue_.pop_front();
       }
     }
+    const int served = static_cast<int>(batch.size());
     run_batch(batch);
+    std::lock_guard<std::mutex> lock(mu_);
+    last_batch_end_ = Clock::now();
+    // Who is likely in flight now: those just served (they come back) and
+    // those still queued.
+    expected_calls_ = std::min(options_.max_batch, served + static_cast<int>(queue_.size()));
   }
 }
 

@@ -87,6 +87,8 @@ class EmbeddingBatcher {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Pending>> queue_;
   int queued_items_ = 0;
+  Clock::time_point last_batch_end_{};
+  int expected_calls_ = 0;  // calls likely in flight after the last batch
   bool stopping_ = false;
   std::thread worker_;
 };

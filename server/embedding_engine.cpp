@@ -33,7 +33,9 @@ const ImagePreprocessor& preprocessor_for(int size) {
 
 EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, BatcherConfig config,
                                  std::function<void(const BatchStats&)> on_batch)
-    : registry_(registry), pool_(pool), config_(config), on_batch_(std::move(on_batch)) {}
+    : registry_(registry), pool_(pool), config_(config), on_batch_(std::move(on_batch)) {
+  config_.max_wait_ms = config_.wait_ms_for(registry_.device());
+}
 
 EmbeddingEngine::~EmbeddingEngine() { shutdown(); }
 

@@ -57,7 +57,9 @@ ServerConfig parse_config(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-batch-images", cfg.batcher.max_batch_images, "Images per forward pass")->capture_default_str();
   app.add_option("--max-batch-texts", cfg.batcher.max_batch_texts, "Texts per forward pass")->capture_default_str();
-  app.add_option("--max-wait-ms", cfg.batcher.max_wait_ms, "How long a batch waits for more calls")->capture_default_str();
+  app.add_option("--max-wait-ms", cfg.batcher.max_wait_ms,
+                 "How long a batch waits for more calls (-1 = auto: 5 on CUDA, 50 on CPU)")
+      ->capture_default_str();
   app.add_option("--max-queue-items", cfg.batcher.max_queue_items,
                  "Queued items per model and modality before calls get RESOURCE_EXHAUSTED")
       ->capture_default_str();
@@ -105,6 +107,8 @@ int run(int argc, char** argv) {
   mo.memory_budget_bytes = static_cast<int64_t>(cfg.model_memory_budget_gb * (1 << 30));
   mo.device = device;
   ModelRegistry models(mo);
+  log_info("batching: up to %d images / %d texts per pass, waiting up to %.0f ms for company",
+           cfg.batcher.max_batch_images, cfg.batcher.max_batch_texts, cfg.batcher.wait_ms_for(device));
   log_info("%zu model(s) registered, default %s", models.list().size(),
            models.default_ref().empty() ? "(none)" : models.default_ref().c_str());
   IndexRegistry indexes(cfg.data_dir);

@@ -75,6 +75,7 @@ class ModelRegistry {
   int64_t loaded_bytes() const;
   size_t loaded_count() const;
   std::map<std::string, int64_t> loaded_models() const;  // ref -> bytes
+  const std::string& device() const { return options_.device; }
 
   // Name a checkpoint path is registered under: its file (or folder) name
   // without the extension, e.g. "vit-b-32.safetensors" -> "vit-b-32".

@@ -67,7 +67,7 @@ void ServerConfig::validate() const {
   check(max_request_items > 0, "--max-request-items must be positive");
   check(max_message_mb > 0, "--max-message-mb must be positive");
   check(batcher.max_batch_images > 0 && batcher.max_batch_texts > 0, "--max-batch-images/--max-batch-texts must be positive");
-  check(batcher.max_wait_ms >= 0, "--max-wait-ms must be >= 0");
+  check(batcher.max_wait_ms >= 0 || batcher.max_wait_ms == -1, "--max-wait-ms must be >= 0 (or -1 for auto)");
   check(batcher.max_queue_items > 0, "--max-queue-items must be positive");
 }
 

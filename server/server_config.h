@@ -10,7 +10,15 @@ namespace refinery {
 struct BatcherConfig {
   int max_batch_images = 32;     // images per forward pass
   int max_batch_texts = 128;     // texts per forward pass
-  double max_wait_ms = 5.0;      // how long a batch waits for company after its first call
+  // How long a batch waits for company after its first call (and after the
+  // previous batch ended). -1 = auto: 5 ms on CUDA, where a batch takes a few
+  // ms; 50 ms on CPU, where it takes seconds and callers need the time to
+  // send their next call (ViT-B/32, 32 callers: 0.78 -> 0.84 of raw batch-32
+  // throughput).
+  double max_wait_ms = -1;
+  double wait_ms_for(const std::string& device) const {
+    return max_wait_ms >= 0 ? max_wait_ms : (device.rfind("cuda", 0) == 0 ? 5.0 : 50.0);
+  }
   int max_queue_items = 4096;    // queued items per (model, modality); beyond: RESOURCE_EXHAUSTED
 };
 
