@@ -58,7 +58,7 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-batch-images", cfg.batcher.max_batch_images, "Images per forward pass")->capture_default_str();
   app.add_option("--max-batch-texts", cfg.batcher.max_batch_texts, "Texts per forward pass")->capture_default_str();
   app.add_option("--max-wait-ms", cfg.batcher.max_wait_ms,
-                 "How long a batch waits for more calls (-1 = auto: 5 on CUDA, 50 on CPU)")
+                 "How long a batch waits for more calls (-1 = auto: 5 on CUDA, 150 on CPU)")
       ->capture_default_str();
   app.add_option("--max-queue-items", cfg.batcher.max_queue_items,
                  "Queued items per model and modality before calls get RESOURCE_EXHAUSTED")
