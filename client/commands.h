@@ -22,5 +22,6 @@ void add_model_commands(CLI::App& app, Command& command);   // models list|show|
 void add_embed_commands(CLI::App& app, Command& command);   // embed text|image, classify, rank
 void add_index_commands(CLI::App& app, Command& command);   // index create|add|list|show|drop|delete, search
 void add_bench_command(CLI::App& app, Command& command);    // bench embed
+void add_job_commands(CLI::App& app, Command& command);     // jobs submit|watch|list|show|cancel|resume|delete
 
 }  // namespace refinery::client

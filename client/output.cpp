@@ -73,7 +73,8 @@ int report_error(std::exception_ptr error, const std::string& server) {
     std::rethrow_exception(error);
   } catch (const RpcError& e) {
     const auto code = e.status().error_code();
-    std::string line = std::string("refinery: error: ") + grpc_code_name(code) + ": " + e.status().error_message();
+    std::string line = std::string("refinery: error: ") + grpc_code_name(code);
+    if (!e.status().error_message().empty()) line += ": " + e.status().error_message();  // gRPC's own may have none
     if (!e.context().empty()) line += " (" + e.context() + ")";
     // gRPC's connection errors do not always say where it tried to connect.
     if ((code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED) &&

@@ -16,6 +16,7 @@ enum class ErrorCode {
   kUnimplemented,       // a valid request we do not support (yet)
   kDeadlineExceeded,    // the caller's deadline passed before the work ran
   kCancelled,           // the caller went away
+  kUnavailable,         // try again later (the server is shutting down)
   kInternal,            // a bug or an unexpected library failure
 };
 

@@ -13,6 +13,7 @@ grpc::StatusCode to_grpc_code(ErrorCode code) {
     case ErrorCode::kUnimplemented: return grpc::StatusCode::UNIMPLEMENTED;
     case ErrorCode::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
     case ErrorCode::kCancelled: return grpc::StatusCode::CANCELLED;
+    case ErrorCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
     case ErrorCode::kInternal: return grpc::StatusCode::INTERNAL;
   }
   return grpc::StatusCode::UNKNOWN;

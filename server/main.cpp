@@ -16,6 +16,9 @@
 #include "server/embedding_service.h"
 #include "server/index_registry.h"
 #include "server/index_service.h"
+#include "server/job_manager.h"
+#include "server/job_metrics.h"
+#include "server/job_service.h"
 #include "server/log.h"
 #include "server/metrics_http_server.h"
 #include "server/metrics_registry.h"
@@ -38,7 +41,7 @@ ServerConfig parse_config(int argc, char** argv) {
     if (a == "--config" && i + 1 < argc) cfg.load_file(argv[i + 1]);
     if (a.rfind("--config=", 0) == 0) cfg.load_file(a.substr(9));
   }
-  CLI::App app{"refineryd: serves CLIP embeddings, zero-shot classification, ranking and vector search over gRPC."};
+  CLI::App app{"refineryd: refines CLIP models (CLIP-Refine jobs) and serves embeddings, zero-shot classification, ranking and vector search over gRPC."};
   app.set_version_flag("--version", std::string("refineryd ") + REFINERY_VERSION);
   std::string config_file = cfg.config_file;
   app.add_option("--config", config_file, "JSON config file (keys as the flags); flags win");
@@ -66,6 +69,10 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-request-items", cfg.max_request_items, "Texts or images in one call")->capture_default_str();
   app.add_option("--max-message-mb", cfg.max_message_mb, "Largest request message")->capture_default_str();
   app.add_option("--shutdown-grace-s", cfg.shutdown_grace_s, "Time in-flight calls get after SIGTERM")
+      ->capture_default_str();
+  app.add_option("--max-queued-jobs", cfg.max_queued_jobs, "Refine jobs waiting to run")->capture_default_str();
+  app.add_option("--checkpoint-every", cfg.checkpoint_every,
+                 "Steps between a refine job's checkpoints, unless the job sets its own")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -129,7 +136,17 @@ int run(int argc, char** argv) {
     for (const auto& info : indexes.list()) index_items.with({info.name}).set(static_cast<double>(info.size));
   });
 
+  JobMetrics job_metrics(metrics_registry);
+  JobManagerOptions jo;
+  jo.data_dir = cfg.data_dir;
+  jo.device = device;
+  jo.max_queued_jobs = cfg.max_queued_jobs;
+  jo.default_checkpoint_every = cfg.checkpoint_every;
+  JobManager jobs(jo, models, &job_metrics);
+  jobs.start();
+
   ModelServiceImpl model_service(models, &metrics);
+  JobServiceImpl job_service(jobs, &metrics);
   EmbeddingServiceImpl embedding_service(engine, cfg, &metrics);
   IndexServiceImpl index_service(indexes, engine, models, cfg, &metrics);
 
@@ -143,6 +160,7 @@ int run(int argc, char** argv) {
   builder.RegisterService(&model_service);
   builder.RegisterService(&embedding_service);
   builder.RegisterService(&index_service);
+  builder.RegisterService(&job_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) throw invalid_argument("cannot listen on " + cfg.listen + " (--listen): address in use or invalid");
   std::unique_ptr<MetricsHttpServer> metrics_http;
@@ -156,6 +174,9 @@ int run(int argc, char** argv) {
   sigwait(&signals, &sig);
   log_info("received %s: draining in-flight calls (up to %.0f s)", strsignal(sig), cfg.shutdown_grace_s);
   server->GetHealthCheckService()->Shutdown();
+  // A running job checkpoints where it is and resumes at the next start;
+  // watchers get UNAVAILABLE and reconnect.
+  jobs.shutdown();
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(cfg.shutdown_grace_s * 1000));
   server->Shutdown(deadline);  // waits for running handlers (and their index writes)

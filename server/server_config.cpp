@@ -43,6 +43,8 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "max_request_items") max_request_items = v.get<int>();
       else if (key == "max_message_mb") max_message_mb = v.get<int>();
       else if (key == "shutdown_grace_s") shutdown_grace_s = v.get<double>();
+      else if (key == "max_queued_jobs") max_queued_jobs = v.get<int>();
+      else if (key == "checkpoint_every") checkpoint_every = v.get<int64_t>();
       else if (key == "max_batch_images") batcher.max_batch_images = v.get<int>();
       else if (key == "max_batch_texts") batcher.max_batch_texts = v.get<int>();
       else if (key == "max_wait_ms") batcher.max_wait_ms = v.get<double>();
@@ -69,6 +71,8 @@ void ServerConfig::validate() const {
   check(batcher.max_batch_images > 0 && batcher.max_batch_texts > 0, "--max-batch-images/--max-batch-texts must be positive");
   check(batcher.max_wait_ms >= 0 || batcher.max_wait_ms == -1, "--max-wait-ms must be >= 0 (or -1 for auto)");
   check(batcher.max_queue_items > 0, "--max-queue-items must be positive");
+  check(max_queued_jobs > 0, "--max-queued-jobs must be positive");
+  check(checkpoint_every > 0, "--checkpoint-every must be positive");
 }
 
 std::string ServerConfig::to_json() const {
@@ -84,6 +88,8 @@ std::string ServerConfig::to_json() const {
                       {"max_request_items", max_request_items},
                       {"max_message_mb", max_message_mb},
                       {"shutdown_grace_s", shutdown_grace_s},
+                      {"max_queued_jobs", max_queued_jobs},
+                      {"checkpoint_every", checkpoint_every},
                       {"max_batch_images", batcher.max_batch_images},
                       {"max_batch_texts", batcher.max_batch_texts},
                       {"max_wait_ms", batcher.max_wait_ms},

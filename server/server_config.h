@@ -3,6 +3,7 @@
 // and then from flags, which win.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace refinery {
@@ -36,6 +37,8 @@ struct ServerConfig {
   int max_request_items = 1024;                    // texts or images in one call
   int max_message_mb = 64;                         // gRPC receive limit
   double shutdown_grace_s = 30.0;                  // SIGTERM: time given to in-flight calls
+  int max_queued_jobs = 64;                        // refine jobs waiting; beyond: RESOURCE_EXHAUSTED
+  int64_t checkpoint_every = 100;                  // a job's checkpoint interval (steps) unless it sets one
   BatcherConfig batcher;
   std::string config_file;                         // where this came from, if anywhere
 

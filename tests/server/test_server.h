@@ -11,11 +11,15 @@
 #include "fixture.h"
 #include "refinery/v1/embedding.grpc.pb.h"
 #include "refinery/v1/index.grpc.pb.h"
+#include "refinery/v1/job.grpc.pb.h"
 #include "refinery/v1/model.grpc.pb.h"
 #include "server/embedding_engine.h"
 #include "server/embedding_service.h"
 #include "server/index_registry.h"
 #include "server/index_service.h"
+#include "server/job_manager.h"
+#include "server/job_metrics.h"
+#include "server/job_service.h"
 #include "server/metrics_registry.h"
 #include "server/model_registry.h"
 #include "server/model_service.h"
@@ -44,16 +48,27 @@ class TestServer {
     model_service_ = std::make_unique<ModelServiceImpl>(*models_, metrics_.get());
     embedding_service_ = std::make_unique<EmbeddingServiceImpl>(*engine_, config_, metrics_.get());
     index_service_ = std::make_unique<IndexServiceImpl>(*indexes_, *engine_, *models_, config_, metrics_.get());
+    job_metrics_ = std::make_unique<JobMetrics>(metrics_registry_);
+    JobManagerOptions jo;
+    jo.data_dir = config_.data_dir;
+    jo.device = "cpu";
+    jo.max_queued_jobs = config_.max_queued_jobs;
+    jo.default_checkpoint_every = config_.checkpoint_every;
+    job_manager_ = std::make_unique<JobManager>(jo, *models_, job_metrics_.get());
+    job_manager_->start();
+    job_service_ = std::make_unique<JobServiceImpl>(*job_manager_, metrics_.get());
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     b.SetMaxReceiveMessageSize(config_.max_message_mb << 20);
     b.RegisterService(model_service_.get());
     b.RegisterService(embedding_service_.get());
     b.RegisterService(index_service_.get());
+    b.RegisterService(job_service_.get());
     server_ = b.BuildAndStart();
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
   }
   ~TestServer() {
+    job_manager_->shutdown();
     server_->Shutdown();
     engine_->shutdown();
   }
@@ -61,6 +76,9 @@ class TestServer {
   std::unique_ptr<v1::EmbeddingService::Stub> embedding() { return v1::EmbeddingService::NewStub(channel_); }
   std::unique_ptr<v1::ModelService::Stub> models() { return v1::ModelService::NewStub(channel_); }
   std::unique_ptr<v1::IndexService::Stub> indexes() { return v1::IndexService::NewStub(channel_); }
+  std::unique_ptr<v1::JobService::Stub> jobs() { return v1::JobService::NewStub(channel_); }
+  JobManager& job_manager() { return *job_manager_; }
+  ModelRegistry& model_registry() { return *models_; }
   MetricsRegistry& metrics() { return metrics_registry_; }
   const std::string& data_dir() const { return config_.data_dir; }
 
@@ -76,6 +94,9 @@ class TestServer {
   std::unique_ptr<ModelServiceImpl> model_service_;
   std::unique_ptr<EmbeddingServiceImpl> embedding_service_;
   std::unique_ptr<IndexServiceImpl> index_service_;
+  std::unique_ptr<JobMetrics> job_metrics_;
+  std::unique_ptr<JobManager> job_manager_;
+  std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   int port_ = 0;

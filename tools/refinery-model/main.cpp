@@ -10,9 +10,16 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <sys/resource.h>
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define REFINERY_HAVE_CUDA_ALLOCATOR 1
+#endif
 
 #include "core/checkpoint_reader.h"
 #include "core/checkpoint_writer.h"
+#include "core/adamw.h"
+#include "core/refine_step.h"
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "core/torch_runtime.h"
@@ -67,6 +74,7 @@ struct MatchParams {
 };
 struct BenchParams {
   std::string checkpoint, modality = "image", texts_file;
+  std::string method = "clip-refine", precision = "auto";  // --modality train
   int batch = 32, warmup = 2, iterations = 0, text_tokens = 77, matmul_size = 2048;
   double seconds = 10.0;
   bool json_output = false;
@@ -247,9 +255,10 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
   out["threads"] = info.threads;
   out["blas"] = info.blas_library;
   out["torch"] = info.torch_version;
-  torch::InferenceMode guard;
   Timing timing;
   double flops_per_item = 0;
+  c10::optional<torch::InferenceMode> inference;
+  if (p.modality != "train") inference.emplace();
   if (p.modality == "matmul") {
     // The machine's own fp32 matmul peak, the yardstick for the model figures.
     const int64_t n = p.matmul_size;
@@ -297,8 +306,52 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
       timing = time_loop(p, device, [&] { model->encode_text(tokens); });
       flops_per_item = cfg.text_flops(static_cast<int>(run_length));
       out["text_tokens"] = run_length;
+    } else if (p.modality == "train") {
+      // One CLIP-Refine optimizer step per iteration on synthetic pixels and
+      // tokens: student forward + backward, teacher forward, AdamW.
+      RefineOptions options;
+      options.objective.method = parse_refine_method(p.method);
+      options.precision = parse_training_precision(p.precision);
+      options.batch_size = p.batch;
+      const bool bf16 = options.precision == TrainingPrecision::kBFloat16 ||
+                        (options.precision == TrainingPrecision::kAuto && device.is_cuda());
+      ClipModel teacher{nullptr};
+      if (needs_teacher(options.objective.method)) {
+        teacher = ClipModel(cfg);
+        load_state_dict_strict(teacher, model_state_dict(model), p.checkpoint);
+        teacher->to(device);
+        teacher->eval();
+        for (auto& t : teacher->parameters()) t.set_requires_grad(false);
+      }
+      std::vector<std::pair<std::string, at::Tensor>> params;
+      for (auto& t : model->named_parameters()) params.emplace_back(t.key(), t.value());
+      AdamW optimizer(params, AdamWOptions().weight_decay(options.weight_decay));
+      RefineStep step(model, teacher, optimizer, options, device, bf16);
+      const int s = cfg.vision.image_size;
+      if (p.text_tokens < 2 || p.text_tokens > cfg.text.context_length) {
+        throw invalid_argument("--text-tokens must be in [2, " + std::to_string(cfg.text.context_length) + "]");
+      }
+      auto pixels = torch::randn({p.batch, 3, s, s}, torch::TensorOptions().device(device));
+      auto tokens = synthetic_tokens(p.batch, cfg.text.context_length, p.text_tokens).to(torch::kLong).to(device);
+#ifdef REFINERY_HAVE_CUDA_ALLOCATOR
+      if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#endif
+      int64_t n = 0;
+      timing = time_loop(p, device, [&] { step.run(pixels, tokens, n++, options.lr); });
+      const double model_flops = cfg.image_flops() + cfg.text_flops(p.text_tokens);
+      // Student forward + backward (3x forward) and the teacher's forward.
+      flops_per_item = model_flops * (teacher ? 4.0 : 3.0);
+      out["method"] = refine_method_name(options.objective.method);
+      out["precision"] = bf16 ? "bf16" : "fp32";
+      out["text_tokens"] = p.text_tokens;
+#ifdef REFINERY_HAVE_CUDA_ALLOCATOR
+      if (device.is_cuda()) {
+        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+        out["peak_gpu_memory_bytes"] = stats.allocated_bytes[0].peak;  // StatType::AGGREGATE
+      }
+#endif
     } else {
-      throw invalid_argument("--modality must be image, text or matmul, got '" + p.modality + "'");
+      throw invalid_argument("--modality must be image, text, train or matmul, got '" + p.modality + "'");
     }
     out["throughput"] = p.batch * 1000.0 / timing.mean();
   }
@@ -308,6 +361,11 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
   out["latency_p90_ms"] = timing.percentile(0.9);
   out["gflop_per_item"] = flops_per_item / 1e9;
   out["gflops"] = out["throughput"].get<double>() * flops_per_item / 1e9;
+  {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    out["peak_rss_bytes"] = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  }
   if (p.json_output) {
     std::cout << out.dump() << "\n";
   } else {
@@ -478,9 +536,14 @@ int run(int argc, char** argv) {
   add_common(init_cmd, common, false);
 
   BenchParams bench;
-  auto* bench_cmd = app.add_subcommand("bench", "Measure forward throughput (or the machine's fp32 matmul peak)");
+  auto* bench_cmd = app.add_subcommand("bench", "Measure forward or training-step throughput (or the machine's fp32 matmul peak)");
   bench_cmd->add_option("--checkpoint", bench.checkpoint, "CKPT (not needed for --modality matmul)");
-  bench_cmd->add_option("--modality", bench.modality, "image, text or matmul")->capture_default_str();
+  bench_cmd->add_option("--modality", bench.modality,
+                        "image, text, train (one CLIP-Refine optimizer step per batch) or matmul")
+      ->capture_default_str();
+  bench_cmd->add_option("--method", bench.method, "--modality train: the objective")->capture_default_str();
+  bench_cmd->add_option("--precision", bench.precision, "--modality train: auto (bf16 on CUDA), fp32 or bf16")
+      ->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Items per forward pass")->capture_default_str();
   bench_cmd->add_option("--warmup", bench.warmup, "Untimed iterations first")->capture_default_str();
   bench_cmd->add_option("--iterations", bench.iterations, "Timed iterations (0 = run for --seconds)")->capture_default_str();

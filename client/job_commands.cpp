@@ -1,0 +1,658 @@
+// `refinery jobs submit|watch|list|show|cancel|resume|delete`: refine jobs on the
+// server's JobService. Every JobSpec field is a submit flag named after it;
+// only the flags given are sent, so the server applies METHOD.md's defaults
+// to the rest. A watch survives server restarts: it reconnects from the last
+// event it printed, so no event is lost or printed twice.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "client/client_errors.h"
+#include "client/commands.h"
+#include "client/input_files.h"
+#include "client/job_display.h"
+#include "client/output.h"
+#include "client/server_connection.h"
+#include "core/error.h"
+#include "refinery/v1/job.grpc.pb.h"
+
+namespace refinery::client {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kDefaultReconnectTimeoutS = 120.0;
+constexpr double kFirstBackoffS = 0.5;
+constexpr double kMaxBackoffS = 5.0;
+
+struct SubmitParams {
+  std::string file, request_id;
+  std::map<std::string, std::string> flags;  // JobSpec field -> value, for the flags given
+  std::vector<std::string> extra;            // KEY=VALUE
+  bool watch = false;
+  double reconnect_timeout_s = kDefaultReconnectTimeoutS;
+};
+
+struct WatchParams {
+  std::string id;
+  int64_t from_seq = 0;
+  double reconnect_timeout_s = kDefaultReconnectTimeoutS;
+};
+
+// Help of the JobSpec flags, defaults as in METHOD.md. A field missing here
+// still gets its flag (with a plain help line) from the descriptor.
+const std::map<std::string, std::string>& field_help() {
+  static const std::map<std::string, std::string> help = {
+      {"method", "clip-refine (default), contrastive, self-kd, hycd, rafa or hycd-align"},
+      {"name", "Name of the resulting model (default: derived from the base model and method)"},
+      {"epochs", "Passes over the data (default 1)"},
+      {"max_steps", "Stop after this many optimizer steps (default: the epochs decide)"},
+      {"batch_size", "Pairs per step; the softmax runs over the whole batch (default 512)"},
+      {"lr", "AdamW learning rate (default 1e-6)"},
+      {"weight_decay", "AdamW weight decay (default 0.1)"},
+      {"alpha", "HyCD weight of the ground-truth identity vs the teacher (default 0.5)"},
+      {"lambda_rafa", "Weight of the RaFA loss (default 1)"},
+      {"lambda_hycd", "Weight of the HyCD loss (default 1)"},
+      {"temperature", "HyCD distillation temperature (default 1)"},
+      {"rafa_mu", "Mean of the RaFA prior (default 0)"},
+      {"rafa_sigma", "Standard deviation of the RaFA prior (default 1)"},
+      {"rafa_prior", "normal (default) or uniform"},
+      {"schedule", "constant (default) or cosine"},
+      {"warmup_steps", "Linear warm-up steps (default 0)"},
+      {"grad_clip", "Clip the gradient norm at this value (default 0 = no clipping)"},
+      {"seed", "Seed of the split, the sampling and the RaFA draws (default 42)"},
+      {"val_fraction", "Share of the data held out for evaluation (default 0.01)"},
+      {"eval_every", "Evaluate every N steps (default 0: only at the end)"},
+      {"checkpoint_every", "Checkpoint every N steps (default: the server's)"},
+      {"precision", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16"},
+      {"data_workers", "Image decoding threads (default: the server's cores)"},
+      {"keep_checkpoints", "Checkpoints kept on disk (default 3)"},
+  };
+  return help;
+}
+
+// Fields with a flag of their own name, set by reflection; these three have
+// their own flags.
+bool is_plain_spec_field(const FieldDescriptor* f) {
+  return f->name() != "base_model" && f->name() != "data" && f->name() != "extra" && !f->is_repeated() &&
+         f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE;
+}
+
+bool is_numeric(const FieldDescriptor* f) {
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+    case FieldDescriptor::CPPTYPE_INT64:
+    case FieldDescriptor::CPPTYPE_UINT32:
+    case FieldDescriptor::CPPTYPE_UINT64:
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string flag_name(const FieldDescriptor* f) {
+  std::string name = f->name();
+  std::replace(name.begin(), name.end(), '_', '-');
+  return "--" + name;
+}
+
+// Sets `f` from the text of its flag (CLI11 has checked the type already;
+// this re-checks the range, which its number check does not).
+void set_field(v1::JobSpec& spec, const FieldDescriptor* f, const std::string& text) {
+  const auto* r = spec.GetReflection();
+  const std::string flag = flag_name(f);
+  try {
+    size_t used = 0;
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32: {
+        const long long v = std::stoll(text, &used);
+        if (v < INT32_MIN || v > INT32_MAX) throw std::out_of_range(flag);
+        r->SetInt32(&spec, f, static_cast<int32_t>(v));
+        break;
+      }
+      case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(&spec, f, std::stoll(text, &used)); break;
+      case FieldDescriptor::CPPTYPE_UINT32:
+      case FieldDescriptor::CPPTYPE_UINT64: {
+        if (text.find('-') != std::string::npos) throw std::out_of_range(flag);
+        const unsigned long long v = std::stoull(text, &used);
+        if (f->cpp_type() == FieldDescriptor::CPPTYPE_UINT32) {
+          if (v > UINT32_MAX) throw std::out_of_range(flag);
+          r->SetUInt32(&spec, f, static_cast<uint32_t>(v));
+        } else {
+          r->SetUInt64(&spec, f, v);
+        }
+        break;
+      }
+      case FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(&spec, f, std::stod(text, &used)); break;
+      case FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(&spec, f, std::stof(text, &used)); break;
+      case FieldDescriptor::CPPTYPE_BOOL: {
+        if (text != "true" && text != "false") throw std::invalid_argument(flag);
+        r->SetBool(&spec, f, text == "true");
+        used = text.size();
+        break;
+      }
+      case FieldDescriptor::CPPTYPE_STRING: r->SetString(&spec, f, text); used = text.size(); break;
+      default: throw std::invalid_argument(flag);
+    }
+    if (used != text.size()) throw std::invalid_argument(flag);
+  } catch (const std::logic_error&) {  // invalid_argument, out_of_range
+    throw UsageError(flag + ": '" + text + "' is not a valid " + f->cpp_type_name() + " for JobSpec." + f->name());
+  }
+}
+
+bool is_zero(const v1::JobSpec& spec, const FieldDescriptor* f) {
+  const auto* r = spec.GetReflection();
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32: return r->GetInt32(spec, f) == 0;
+    case FieldDescriptor::CPPTYPE_INT64: return r->GetInt64(spec, f) == 0;
+    case FieldDescriptor::CPPTYPE_UINT32: return r->GetUInt32(spec, f) == 0;
+    case FieldDescriptor::CPPTYPE_UINT64: return r->GetUInt64(spec, f) == 0;
+    case FieldDescriptor::CPPTYPE_DOUBLE: return r->GetDouble(spec, f) == 0;
+    case FieldDescriptor::CPPTYPE_FLOAT: return r->GetFloat(spec, f) == 0;
+    default: return false;
+  }
+}
+
+// Makes sure a field that has presence (`optional` in the proto) reads as
+// set even when its value is 0: re-setting a value sets its has-bit.
+void mark_present(v1::JobSpec& spec, const FieldDescriptor* f) {
+  if (!f->has_presence()) return;
+  const auto* r = spec.GetReflection();
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(&spec, f, r->GetInt32(spec, f)); break;
+    case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(&spec, f, r->GetInt64(spec, f)); break;
+    case FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(&spec, f, r->GetUInt32(spec, f)); break;
+    case FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(&spec, f, r->GetUInt64(spec, f)); break;
+    case FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(&spec, f, r->GetDouble(spec, f)); break;
+    case FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(&spec, f, r->GetFloat(spec, f)); break;
+    case FieldDescriptor::CPPTYPE_BOOL: r->SetBool(&spec, f, r->GetBool(spec, f)); break;
+    case FieldDescriptor::CPPTYPE_STRING: r->SetString(&spec, f, r->GetString(spec, f)); break;
+    default: break;
+  }
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// Reads JOB.json, an object of JobSpec fields by their proto names, into
+// `spec`; adds the fields it sets (null ones do not count) to `given`.
+void read_spec_file(const std::string& path, v1::JobSpec& spec, std::set<std::string>& given) {
+  const auto j = read_json_file(path);
+  if (!j.is_object()) {
+    throw invalid_argument(path + ": must be a JSON object of JobSpec fields (base_model, data, method, ...)");
+  }
+  const auto* d = v1::JobSpec::descriptor();
+  std::string unknown;
+  for (const auto& [key, value] : j.items()) {
+    const FieldDescriptor* f = d->FindFieldByName(key);
+    for (int i = 0; f == nullptr && i < d->field_count(); ++i) {
+      if (d->field(i)->json_name() == key) f = d->field(i);  // maxSteps, as the proto JSON parser allows
+    }
+    if (f == nullptr) {
+      unknown += (unknown.empty() ? "'" : ", '") + key + "'";
+    } else if (!value.is_null()) {
+      given.insert(f->name());
+    }
+  }
+  if (!unknown.empty()) {
+    std::string known;
+    for (int i = 0; i < d->field_count(); ++i) known += (i ? ", " : "") + d->field(i)->name();
+    throw invalid_argument(path + ": unknown JobSpec field(s) " + unknown + " (known: " + known + ")");
+  }
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(j.dump(), &spec, options);
+  if (!status.ok()) throw invalid_argument(path + ": not a valid JobSpec: " + std::string(status.message()));
+  for (const auto& name : given) mark_present(spec, d->FindFieldByName(name));
+}
+
+// The spec of `jobs submit`: --file first, then the flags over it.
+v1::JobSpec build_spec(const SubmitParams& p) {
+  v1::JobSpec spec;
+  std::set<std::string> given;
+  if (!p.file.empty()) read_spec_file(p.file, spec, given);
+  const auto* d = v1::JobSpec::descriptor();
+  for (const auto& [name, text] : p.flags) {
+    const FieldDescriptor* f = d->FindFieldByName(name);
+    set_field(spec, f, text);
+    mark_present(spec, f);
+    given.insert(name);
+  }
+  for (const auto& arg : p.extra) {
+    const size_t eq = arg.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError("--extra expects KEY=VALUE, got '" + arg + "'");
+    (*spec.mutable_extra())[arg.substr(0, eq)] = arg.substr(eq + 1);
+  }
+  if (spec.base_model().empty()) throw UsageError("jobs submit: give --base MODEL (or \"base_model\" in --file)");
+  if (spec.data().empty()) throw UsageError("jobs submit: give --data SPEC (or \"data\" in --file)");
+  return spec;
+}
+
+// Random, so that the same submit retried (by a script, or by hand with
+// --request-id) creates the job at most once.
+std::string random_request_id() {
+  std::random_device device;
+  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "cli-%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// check_status, and a word for the one failure gRPC leaves unexplained: a
+// server without the call answers UNIMPLEMENTED with no message.
+void check_job_status(const grpc::Status& status, const std::string& context = "") {
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && status.error_message().empty()) {
+    check_status(status, "the server does not offer this refinery.v1.JobService call; an older refineryd?");
+  }
+  check_status(status, context);
+}
+
+grpc::Status get_job(const std::shared_ptr<grpc::Channel>& channel, double timeout_s, const std::string& id,
+                     v1::Job* job) {
+  grpc::ClientContext context;
+  set_deadline(context, timeout_s);
+  v1::GetJobRequest request;
+  request.set_id(id);
+  return v1::JobService::NewStub(channel)->GetJob(&context, request, job);
+}
+
+// A broken watch worth resuming: the server went away (UNAVAILABLE) or ended
+// the call itself while shutting down (CANCELLED; this client never cancels).
+bool is_transient(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::CANCELLED;
+}
+
+// Shows the job's events from `from_seq` until the job has finished, and
+// returns the finished job. The stream has no deadline: it lasts as long as
+// the job does; --timeout bounds the GetJob calls only.
+v1::Job follow_job(const ServerConnection& c, const std::string& id, int64_t from_seq, double reconnect_timeout_s,
+                   JobProgress& progress) {
+  std::shared_ptr<grpc::Channel> channel = c.channel();
+  int64_t last_seq = std::max<int64_t>(from_seq - 1, 0);
+  double backoff_s = kFirstBackoffS;
+  bool broken = false;            // no event since the stream broke ...
+  Clock::time_point broken_since;  // ... at this time
+  for (;;) {
+    grpc::ClientContext context;
+    v1::WatchJobRequest request;
+    request.set_id(id);
+    request.set_from_seq(last_seq + 1);
+    auto reader = v1::JobService::NewStub(channel)->WatchJob(&context, request);
+    v1::JobEvent event;
+    while (reader->Read(&event)) {
+      broken = false;
+      backoff_s = kFirstBackoffS;
+      if (event.seq() <= last_seq) continue;  // replayed twice across a reconnect
+      last_seq = event.seq();
+      progress.show(event);
+    }
+    grpc::Status status = reader->Finish();
+    std::string why;
+    if (status.ok()) {
+      v1::Job job;
+      status = get_job(channel, c.options().timeout_s, id, &job);
+      if (status.ok() && job_finished(job.state())) return job;
+      if (status.ok()) why = "the event stream ended while the job is " + job_state_name(job.state());
+    }
+    if (!status.ok()) {
+      if (!is_transient(status.error_code())) check_job_status(status, "watching job " + id);
+      why = std::string(grpc_code_name(status.error_code())) + ": " + status.error_message();
+    }
+    const auto now = Clock::now();
+    if (!broken) broken_since = now;
+    broken = true;
+    if (std::chrono::duration<double>(now - broken_since).count() >= reconnect_timeout_s) {
+      const std::string resume = "gave up after " + format_fixed(reconnect_timeout_s, 0) +
+                                 " s without events; resume with `refinery jobs watch " + id + " --from " +
+                                 std::to_string(last_seq + 1) + "`";
+      if (!status.ok()) check_job_status(status, resume);
+      throw failed_precondition(why + "; " + resume);
+    }
+    progress.notice(why + "; reconnecting in " + format_fixed(backoff_s, 1) + " s from event " +
+                    std::to_string(last_seq + 1));
+    std::this_thread::sleep_for(std::chrono::duration<double>(backoff_s));
+    backoff_s = std::min(backoff_s * 2, kMaxBackoffS);
+    // A channel of its own: the old one may sit out gRPC's reconnect backoff
+    // (up to two minutes) after the server is back.
+    channel = make_channel(c.address(), /*own_connection=*/true);
+  }
+}
+
+// Follows the job to its end: exit 0 if it SUCCEEDED; a FAILED or CANCELLED
+// job is an error that carries the job's own.
+int watch_to_end(const ServerConnection& c, const std::string& id, int64_t from_seq, double reconnect_timeout_s) {
+  JobProgress progress(JobProgress::style_for(c.options().json));
+  const v1::Job job = follow_job(c, id, from_seq, reconnect_timeout_s, progress);
+  progress.finish();
+  const std::string state = job_state_name(job.state());
+  if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+    if (!c.options().json) {
+      std::cout << "job " << job.id() << " SUCCEEDED";
+      if (job.started_unix_ms() > 0 && job.finished_unix_ms() > 0) {
+        std::cout << " in " << format_duration((job.finished_unix_ms() - job.started_unix_ms()) / 1000.0);
+      }
+      std::cout << ": model " << job.result_model() << '\n';
+    }
+    return 0;
+  }
+  throw failed_precondition("job " + job.id() + " " + state + (job.error().empty() ? "" : ": " + job.error()));
+}
+
+int submit_job(const ServerConnection& c, const SubmitParams& p) {
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = build_spec(p);
+  request.set_client_request_id(p.request_id.empty() ? random_request_id() : p.request_id);
+  v1::Job job;
+  const auto status = v1::JobService::NewStub(c.channel())->SubmitJob(c.context().get(), request, &job);
+  const auto code = status.error_code();
+  if (code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // The job may exist; the same request id cannot make a second one.
+    check_job_status(status, "the job may or may not have been submitted; rerun with --request-id " +
+                             request.client_request_id() + " to submit it at most once");
+  }
+  check_job_status(status);
+  if (c.options().json) {
+    print_json(job_to_json(job));
+    std::cout.flush();
+  } else {
+    std::cout << "job " << job.id() << " " << job_state_name(job.state()) << std::endl;
+  }
+  if (!p.watch) return 0;
+  return watch_to_end(c, job.id(), 0, p.reconnect_timeout_s);
+}
+
+int watch_job(const ServerConnection& c, const WatchParams& p) {
+  // First a plain call: a wrong id or server fails here, at once, instead
+  // of being retried as a broken stream.
+  v1::Job job;
+  check_job_status(get_job(c.channel(), c.options().timeout_s, p.id, &job));
+  return watch_to_end(c, p.id, p.from_seq, p.reconnect_timeout_s);
+}
+
+std::string steps_of(const v1::Job& job) {
+  return std::to_string(job.step()) + "/" + (job.total_steps() > 0 ? std::to_string(job.total_steps()) : "?");
+}
+
+std::string method_of(const v1::JobSpec& spec) { return spec.method().empty() ? "clip-refine" : spec.method(); }
+
+int list_jobs(const ServerConnection& c, const std::vector<std::string>& states) {
+  v1::ListJobsRequest request;
+  for (const auto& s : states) request.add_states(parse_job_state(s, "--state"));
+  v1::ListJobsResponse response;
+  check_job_status(v1::JobService::NewStub(c.channel())->ListJobs(c.context().get(), request, &response));
+  if (c.options().json) {
+    auto list = nlohmann::ordered_json::array();
+    for (const auto& job : response.jobs()) list.push_back(job_to_json(job));
+    print_json(list);
+    return 0;
+  }
+  if (response.jobs().empty()) {
+    std::cout << (states.empty() ? "no jobs (submit one with `refinery jobs submit --base MODEL --data SPEC`)\n"
+                                 : "no jobs in those states\n");
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& job : response.jobs()) {
+    rows.push_back({job.id(), job_state_name(job.state()), steps_of(job), method_of(job.spec()),
+                    job.spec().base_model(), format_local_time(job.created_unix_ms()),
+                    job.result_model().empty() ? "-" : job.result_model()});
+  }
+  print_table({"ID", "STATE", "STEP", "METHOD", "BASE", "CREATED", "MODEL"}, rows);
+  return 0;
+}
+
+// One spec field for `jobs show`: its value, or "(default)" where the server
+// takes its default (an unset optional field, or an empty string). The
+// server stores specs with the defaults filled in, so this is rare.
+std::string describe_field(const v1::JobSpec& spec, const FieldDescriptor* f) {
+  const auto* r = spec.GetReflection();
+  const bool unset = f->has_presence() ? !r->HasField(spec, f)
+                                       : f->cpp_type() == FieldDescriptor::CPPTYPE_STRING && r->GetString(spec, f).empty();
+  if (unset) return "(default)";
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32: return std::to_string(r->GetInt32(spec, f));
+    case FieldDescriptor::CPPTYPE_INT64: return std::to_string(r->GetInt64(spec, f));
+    case FieldDescriptor::CPPTYPE_UINT32: return std::to_string(r->GetUInt32(spec, f));
+    case FieldDescriptor::CPPTYPE_UINT64: return std::to_string(r->GetUInt64(spec, f));
+    case FieldDescriptor::CPPTYPE_DOUBLE: return nlohmann::json(r->GetDouble(spec, f)).dump();
+    case FieldDescriptor::CPPTYPE_FLOAT: return nlohmann::json(r->GetFloat(spec, f)).dump();
+    case FieldDescriptor::CPPTYPE_BOOL: return r->GetBool(spec, f) ? "true" : "false";
+    case FieldDescriptor::CPPTYPE_STRING: return r->GetString(spec, f);
+    default: return "?";
+  }
+}
+
+void print_job(const v1::Job& job) {
+  std::cout << "job " << job.id() << " " << job_state_name(job.state()) << '\n'
+            << "  step:        " << steps_of(job) << ", epoch " << job.epoch() << '\n'
+            << "  created:     " << format_local_time(job.created_unix_ms()) << '\n'
+            << "  started:     " << format_local_time(job.started_unix_ms()) << '\n'
+            << "  finished:    " << format_local_time(job.finished_unix_ms()) << '\n';
+  if (job.started_unix_ms() > 0 && job.finished_unix_ms() > 0) {
+    std::cout << "  took:        " << format_duration((job.finished_unix_ms() - job.started_unix_ms()) / 1000.0)
+              << '\n';
+  }
+  std::cout << "  model:       " << (job.result_model().empty() ? "-" : job.result_model()) << '\n';
+  if (!job.error().empty()) std::cout << "  error:       " << job.error() << '\n';
+  std::cout << "  last event:  " << job.last_seq() << '\n'
+            << "  request id:  " << (job.client_request_id().empty() ? "-" : job.client_request_id()) << '\n'
+            << "  spec:\n";
+  const auto& spec = job.spec();
+  const auto* d = v1::JobSpec::descriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->is_map() || f->is_repeated() || f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    std::string label = f->name() + ":";
+    label.resize(std::max<size_t>(label.size() + 1, 18), ' ');
+    std::cout << "    " << label << describe_field(spec, f) << '\n';
+  }
+  const std::map<std::string, std::string> extra(spec.extra().begin(), spec.extra().end());
+  for (const auto& [k, v] : extra) std::cout << "    extra." << k << " = " << v << '\n';
+  const std::map<std::string, double> metrics(job.metrics().begin(), job.metrics().end());
+  if (!metrics.empty()) {
+    std::cout << "  metrics:\n";
+    for (const auto& [k, v] : metrics) std::cout << "    " << k << " = " << v << '\n';
+  }
+}
+
+int show_job(const ServerConnection& c, const std::string& id) {
+  v1::Job job;
+  check_job_status(get_job(c.channel(), c.options().timeout_s, id, &job));
+  if (c.options().json) {
+    print_json(job_to_json(job));
+  } else {
+    print_job(job);
+  }
+  return 0;
+}
+
+int resume_job(const ServerConnection& c, const std::string& id) {
+  v1::ResumeJobRequest request;
+  request.set_id(id);
+  v1::Job job;
+  check_job_status(v1::JobService::NewStub(c.channel())->ResumeJob(c.context().get(), request, &job));
+  if (c.options().json) {
+    print_json(job_to_json(job));
+  } else {
+    std::cout << "job " << job.id() << " " << job_state_name(job.state()) << '\n';
+  }
+  return 0;
+}
+
+int cancel_job(const ServerConnection& c, const std::string& id) {
+  v1::CancelJobRequest request;
+  request.set_id(id);
+  v1::Job job;
+  check_job_status(v1::JobService::NewStub(c.channel())->CancelJob(c.context().get(), request, &job));
+  if (c.options().json) {
+    print_json(job_to_json(job));
+  } else {
+    std::cout << "job " << job.id() << " " << job_state_name(job.state()) << '\n';
+  }
+  return 0;
+}
+
+int delete_job(const ServerConnection& c, const std::string& id) {
+  v1::DeleteJobRequest request;
+  request.set_id(id);
+  v1::DeleteJobResponse response;
+  check_job_status(v1::JobService::NewStub(c.channel())->DeleteJob(c.context().get(), request, &response));
+  if (c.options().json) {
+    print_json({{"deleted", id}});
+  } else {
+    std::cout << "deleted job " << id << '\n';
+  }
+  return 0;
+}
+
+void add_reconnect_option(CLI::App* sub, double& seconds) {
+  sub->add_option("--reconnect-timeout", seconds,
+                  "While the server is unreachable, keep reconnecting this many seconds (0: give up at once)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
+void add_submit_command(CLI::App* jobs, Command& command) {
+  auto* submit = jobs->add_subcommand(
+      "submit", "Submit a refine job; training flags left out take METHOD.md's defaults on the server");
+  auto p = std::make_shared<SubmitParams>();
+  // One string per flag: a flag not given must not be sent, so the values
+  // stay text until the callback knows which flags were given.
+  auto values = std::make_shared<std::map<std::string, std::string>>();
+  auto options = std::make_shared<std::vector<std::pair<std::string, CLI::Option*>>>();
+
+  auto base = std::make_shared<std::string>();
+  auto data = std::make_shared<std::string>();
+  auto* base_opt = submit->add_option("--base", *base, "Model to refine: NAME or NAME@VERSION (required unless in --file)");
+  auto* data_opt = submit->add_option("--data", *data,
+                                      "Training data on the server's disk: coco:ANNOTATIONS.json:IMAGE_DIR, "
+                                      "csv:FILE or jsonl:FILE (required unless in --file)");
+  options->emplace_back("base_model", base_opt);
+  options->emplace_back("data", data_opt);
+
+  const std::string group = "Training (unset: METHOD.md defaults)";
+  const auto* d = v1::JobSpec::descriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (!is_plain_spec_field(f)) continue;
+    const auto it = field_help().find(f->name());
+    const std::string help = it != field_help().end() ? it->second : "JobSpec." + f->name();
+    std::string& value = (*values)[f->name()];
+    auto* opt = submit->add_option(flag_name(f), value, help)->group(group);
+    // Unnamed validators: the help shows "--epochs INT", not "TEXT:INT".
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32: opt->type_name("INT")->check(CLI::TypeValidator<int32_t>("")); break;
+      case FieldDescriptor::CPPTYPE_INT64: opt->type_name("INT")->check(CLI::TypeValidator<int64_t>("")); break;
+      case FieldDescriptor::CPPTYPE_UINT32:
+      case FieldDescriptor::CPPTYPE_UINT64: opt->type_name("UINT")->check(CLI::TypeValidator<uint64_t>("")); break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+      case FieldDescriptor::CPPTYPE_FLOAT: opt->type_name("FLOAT")->check(CLI::TypeValidator<double>("")); break;
+      default: break;
+    }
+    options->emplace_back(f->name(), opt);
+  }
+  submit->add_option("--extra", p->extra, "KEY=VALUE method-specific option (repeatable), e.g. rafa_shared=false")
+      ->group(group);
+
+  submit->add_option("--file", p->file,
+                     "JSON object of JobSpec fields by their proto names (base_model, data, max_steps, ...); "
+                     "flags override it");
+  submit->add_option("--request-id", p->request_id,
+                     "Idempotency key: submitting the same id again returns the first job (default: random)");
+  submit->add_flag("--watch", p->watch, "Then follow its progress until it ends, as `jobs watch` does");
+  add_reconnect_option(submit, p->reconnect_timeout_s);
+
+  submit->callback([&command, p, values, options, base, data] {
+    for (const auto& [name, opt] : *options) {
+      if (opt->count() == 0) continue;
+      if (name == "base_model") {
+        p->flags[name] = *base;
+      } else if (name == "data") {
+        p->flags[name] = *data;
+      } else {
+        p->flags[name] = values->at(name);
+      }
+    }
+    command.run = [&command, p] { return submit_job(ServerConnection(command.options), *p); };
+  });
+}
+
+}  // namespace
+
+void add_job_commands(CLI::App& app, Command& command) {
+  auto* jobs = app.add_subcommand("jobs", "Refine jobs: CLIP-Refine post-pre-training runs on the server");
+  jobs->require_subcommand(1);
+
+  add_submit_command(jobs, command);
+
+  auto* watch = jobs->add_subcommand(
+      "watch", "Follow a job's progress until it ends (exit 0 if it SUCCEEDED, 1 if it FAILED or was CANCELLED)");
+  auto wp = std::make_shared<WatchParams>();
+  watch->add_option("id", wp->id, "Job id")->required();
+  watch->add_option("--from", wp->from_seq, "First event to show, by sequence number (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  add_reconnect_option(watch, wp->reconnect_timeout_s);
+  watch->callback([&command, wp] {
+    command.run = [&command, wp] { return watch_job(ServerConnection(command.options), *wp); };
+  });
+
+  auto* list = jobs->add_subcommand("list", "Jobs on the server (all, or those in --state)");
+  auto states = std::make_shared<std::vector<std::string>>();
+  list->add_option("--state", *states,
+                   "Only jobs in this state (repeatable, or a,b): QUEUED, RUNNING, CANCELLING, SUCCEEDED, FAILED, "
+                   "CANCELLED")
+      ->delimiter(',');
+  list->callback([&command, states] {
+    command.run = [&command, states] { return list_jobs(ServerConnection(command.options), *states); };
+  });
+
+  auto* show = jobs->add_subcommand("show", "One job: state, progress, spec, metrics, result or error");
+  auto show_id = std::make_shared<std::string>();
+  show->add_option("id", *show_id, "Job id")->required();
+  show->callback([&command, show_id] {
+    command.run = [&command, show_id] { return show_job(ServerConnection(command.options), *show_id); };
+  });
+
+  auto* cancel = jobs->add_subcommand("cancel", "Cancel a queued or running job (CANCELLING, then CANCELLED)");
+  auto cancel_id = std::make_shared<std::string>();
+  cancel->add_option("id", *cancel_id, "Job id")->required();
+  cancel->callback([&command, cancel_id] {
+    command.run = [&command, cancel_id] { return cancel_job(ServerConnection(command.options), *cancel_id); };
+  });
+
+  auto* resume = jobs->add_subcommand("resume", "Queue a CANCELLED or FAILED job again; it continues from its last checkpoint");
+  auto resume_id = std::make_shared<std::string>();
+  resume->add_option("id", *resume_id, "Job id")->required();
+  resume->callback([&command, resume_id] {
+    command.run = [&command, resume_id] { return resume_job(ServerConnection(command.options), *resume_id); };
+  });
+
+  auto* del = jobs->add_subcommand("delete", "Delete a finished job (SUCCEEDED, FAILED or CANCELLED)");
+  auto delete_id = std::make_shared<std::string>();
+  del->add_option("id", *delete_id, "Job id")->required();
+  del->callback([&command, delete_id] {
+    command.run = [&command, delete_id] { return delete_job(ServerConnection(command.options), *delete_id); };
+  });
+}
+
+}  // namespace refinery::client

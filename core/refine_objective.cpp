@@ -1,0 +1,126 @@
+#include "core/refine_objective.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace refinery {
+namespace {
+
+struct MethodName {
+  RefineMethod method;
+  const char* name;
+};
+
+constexpr MethodName kMethods[] = {
+    {RefineMethod::kClipRefine, "clip-refine"}, {RefineMethod::kContrastive, "contrastive"},
+    {RefineMethod::kSelfKd, "self-kd"},         {RefineMethod::kHycd, "hycd"},
+    {RefineMethod::kRafa, "rafa"},              {RefineMethod::kHycdAlign, "hycd-align"},
+};
+
+std::string method_choices() {
+  std::string s;
+  for (const auto& m : kMethods) s += (s.empty() ? "" : ", ") + std::string(m.name);
+  return s;
+}
+
+void require(const at::Tensor& t, const char* name, RefineMethod method) {
+  if (!t.defined()) {
+    throw invalid_argument(std::string(name) + " is required by method '" + refine_method_name(method) +
+                           "' but was not given");
+  }
+}
+
+void check_lambda(double value, const char* field) {
+  if (!std::isfinite(value) || value < 0) {
+    throw invalid_argument(std::string(field) + " must be finite and >= 0, got " + std::to_string(value));
+  }
+}
+
+}  // namespace
+
+RefineMethod parse_refine_method(const std::string& name) {
+  if (name.empty()) return RefineMethod::kClipRefine;
+  for (const auto& m : kMethods) {
+    if (name == m.name) return m.method;
+  }
+  throw invalid_argument("unknown method '" + name + "' (choices: " + method_choices() + ")");
+}
+
+const char* refine_method_name(RefineMethod m) {
+  for (const auto& entry : kMethods) {
+    if (entry.method == m) return entry.name;
+  }
+  return "unknown";
+}
+
+void RefineObjectiveOptions::validate() const {
+  check_lambda(lambda_rafa, "lambda_rafa");
+  check_lambda(lambda_hycd, "lambda_hycd");
+  validate_hycd_options(hycd);
+  validate_rafa_options(rafa);
+}
+
+bool needs_teacher(RefineMethod m) {
+  return m == RefineMethod::kClipRefine || m == RefineMethod::kSelfKd || m == RefineMethod::kHycd ||
+         m == RefineMethod::kHycdAlign;
+}
+
+bool needs_prior(RefineMethod m) { return m == RefineMethod::kClipRefine || m == RefineMethod::kRafa; }
+
+ObjectiveTerms compute_refine_objective(const RefineObjectiveOptions& options, const at::Tensor& f_image,
+                                        const at::Tensor& f_text, const at::Tensor& g_image, const at::Tensor& g_text,
+                                        const at::Tensor& z_image, const at::Tensor& z_text,
+                                        const at::Tensor& logit_scale) {
+  options.validate();
+  const RefineMethod method = options.method;
+  require(f_image, "f_image", method);
+  require(f_text, "f_text", method);
+  if (needs_teacher(method)) {
+    require(g_image, "teacher g_image", method);
+    require(g_text, "teacher g_text", method);
+  }
+  if (needs_prior(method)) {
+    require(z_image, "prior z_image", method);
+    require(z_text, "prior z_text", method);
+  }
+
+  ObjectiveTerms terms;
+  switch (method) {
+    case RefineMethod::kClipRefine:
+      terms.rafa = rafa_loss(f_image, f_text, z_image, z_text);
+      terms.hycd = hycd_loss(f_image, f_text, g_image, g_text, options.hycd);
+      terms.total = options.lambda_rafa * terms.rafa + options.lambda_hycd * terms.hycd;
+      break;
+    case RefineMethod::kContrastive:
+      require(logit_scale, "logit_scale", method);
+      terms.contrastive = contrastive_loss(f_image, f_text, logit_scale, options.contrastive);
+      terms.total = terms.contrastive;
+      break;
+    case RefineMethod::kSelfKd: {
+      HycdOptions pure = options.hycd;
+      pure.alpha = 0.0;
+      terms.hycd = hycd_loss(f_image, f_text, g_image, g_text, pure);
+      terms.total = options.lambda_hycd * terms.hycd;
+      break;
+    }
+    case RefineMethod::kHycd:
+      terms.hycd = hycd_loss(f_image, f_text, g_image, g_text, options.hycd);
+      terms.total = options.lambda_hycd * terms.hycd;
+      break;
+    case RefineMethod::kRafa:
+      terms.rafa = rafa_loss(f_image, f_text, z_image, z_text);
+      terms.total = options.lambda_rafa * terms.rafa;
+      break;
+    case RefineMethod::kHycdAlign:
+      terms.hycd = hycd_loss(f_image, f_text, g_image, g_text, options.hycd);
+      terms.align = pair_alignment_loss(f_image, f_text);
+      terms.total = options.lambda_hycd * terms.hycd + options.lambda_rafa * terms.align;
+      break;
+  }
+  return terms;
+}
+
+}  // namespace refinery

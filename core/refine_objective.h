@@ -1,0 +1,59 @@
+// The training objective of a refine job, selected by --method (METHOD.md
+// "Total objective" and "Baselines"):
+//   clip-refine  lambda_rafa * RaFA + lambda_hycd * HyCD   (the paper's method, default)
+//   contrastive  symmetric InfoNCE (CLIP's own loss)
+//   self-kd      lambda_hycd * HyCD with alpha = 0 (pure distillation)
+//   hycd         lambda_hycd * HyCD
+//   rafa         lambda_rafa * RaFA
+//   hycd-align   lambda_hycd * HyCD + lambda_rafa * mean ||f_i - f_t||^2 (ablation; collapses)
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "core/contrastive_loss.h"
+#include "core/hycd_loss.h"
+#include "core/rafa_loss.h"
+
+namespace refinery {
+
+enum class RefineMethod { kClipRefine, kContrastive, kSelfKd, kHycd, kRafa, kHycdAlign };
+
+// "clip-refine" (also "" -> the default) | "contrastive" | "self-kd" | "hycd" | "rafa" | "hycd-align";
+// anything else is INVALID_ARGUMENT naming the value and listing the choices.
+RefineMethod parse_refine_method(const std::string& name);
+const char* refine_method_name(RefineMethod m);
+
+struct RefineObjectiveOptions {
+  RefineMethod method = RefineMethod::kClipRefine;
+  double lambda_rafa = 1.0;  // weight of RaFA (or of the alignment term in hycd-align)
+  double lambda_hycd = 1.0;  // weight of HyCD
+  HycdOptions hycd;          // alpha 0.5, T 1 (self-kd forces alpha = 0)
+  RafaOptions rafa;          // N(0, 1), shared by the pair
+  ContrastiveOptions contrastive;
+  // INVALID_ARGUMENT naming the field: hycd.alpha in [0, 1], hycd.temperature > 0,
+  // rafa.sigma >= 0, lambdas >= 0; every number finite.
+  void validate() const;
+};
+
+bool needs_teacher(RefineMethod m);  // HyCD-based methods: clip-refine, self-kd, hycd, hycd-align
+bool needs_prior(RefineMethod m);    // RaFA-based methods: clip-refine, rafa
+
+struct ObjectiveTerms {
+  at::Tensor total;  // what backward() runs on (float32 scalar)
+  // Unweighted values; undefined when the method does not use them.
+  at::Tensor rafa, hycd, contrastive, align;
+};
+
+// f_*: student raw projected features [B, D]; g_*: teacher features (may be
+// undefined when !needs_teacher); z_*: prior samples (undefined when
+// !needs_prior); logit_scale: the student's parameter (used by contrastive
+// only, may be undefined otherwise). A missing input the method needs is
+// INVALID_ARGUMENT naming it and the method.
+ObjectiveTerms compute_refine_objective(const RefineObjectiveOptions& options, const at::Tensor& f_image,
+                                        const at::Tensor& f_text, const at::Tensor& g_image, const at::Tensor& g_text,
+                                        const at::Tensor& z_image, const at::Tensor& z_text,
+                                        const at::Tensor& logit_scale);
+
+}  // namespace refinery

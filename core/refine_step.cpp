@@ -1,0 +1,65 @@
+#include "core/refine_step.h"
+
+#include <limits>
+
+#include <torch/torch.h>
+
+#include "core/autocast_guard.h"
+#include "core/rafa_loss.h"
+#include "core/refine_objective.h"
+
+namespace refinery {
+namespace {
+
+double value_or_nan(const torch::Tensor& t) {
+  return t.defined() ? t.item<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace
+
+RefineStep::RefineStep(ClipModel student, ClipModel teacher, AdamW& optimizer, const RefineOptions& options,
+                       c10::Device device, bool bf16)
+    : student_(std::move(student)),
+      teacher_(std::move(teacher)),
+      optimizer_(optimizer),
+      options_(options),
+      device_(device),
+      bf16_(bf16) {
+  for (auto& p : optimizer_.params()) parameters_.push_back(p.value);
+}
+
+StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens_in, int64_t step, double lr) {
+  const RefineMethod method = options_.objective.method;
+  torch::Tensor pixels = pixels_in.to(device_, /*non_blocking=*/true);
+  torch::Tensor tokens = tokens_in.to(device_, /*non_blocking=*/true);
+  const int64_t rows = pixels.size(0);
+  ObjectiveTerms terms;
+  {
+    AutocastGuard autocast(device_.type(), bf16_);
+    torch::Tensor f_i = student_->encode_image(pixels);
+    torch::Tensor f_t = student_->encode_text(tokens);
+    torch::Tensor g_i, g_t, z_i, z_t;
+    if (teacher_) {
+      torch::NoGradGuard no_grad;
+      g_i = teacher_->encode_image(pixels);
+      g_t = teacher_->encode_text(tokens);
+    }
+    if (needs_prior(method)) {
+      std::tie(z_i, z_t) = sample_rafa_prior(options_.objective.rafa, rows, f_i.size(1), options_.seed, step, device_);
+    }
+    terms = compute_refine_objective(options_.objective, f_i, f_t, g_i, g_t, z_i, z_t, student_->logit_scale);
+  }
+  optimizer_.zero_grad();
+  terms.total.backward();
+  if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.grad_clip);
+  optimizer_.step(lr);
+  StepLosses out;
+  out.total = terms.total.item<double>();
+  out.rafa = value_or_nan(terms.rafa);
+  out.hycd = value_or_nan(terms.hycd);
+  out.contrastive = value_or_nan(terms.contrastive);
+  out.align = value_or_nan(terms.align);
+  return out;
+}
+
+}  // namespace refinery

@@ -1,0 +1,445 @@
+#include "server/job_manager.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include <torch/torch.h>
+
+#include "core/caption_dataset.h"
+#include "core/checkpoint_reader.h"
+#include "core/checkpoint_writer.h"
+#include "core/epoch_plan.h"
+#include "core/error.h"
+#include "core/refine_trainer.h"
+#include "core/torch_runtime.h"
+#include "server/job_metrics.h"
+#include "server/job_spec.h"
+#include "server/job_store.h"
+#include "server/log.h"
+#include "server/model_registry.h"
+
+namespace fs = std::filesystem;
+
+namespace refinery {
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string new_job_id() {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(now_ms()));
+  std::lock_guard<std::mutex> lock(mu);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "job-%012llx", static_cast<unsigned long long>(rng() & 0xffffffffffffULL));
+  return buf;
+}
+
+const char* state_name(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_QUEUED: return "QUEUED";
+    case v1::JOB_STATE_RUNNING: return "RUNNING";
+    case v1::JOB_STATE_CANCELLING: return "CANCELLING";
+    case v1::JOB_STATE_SUCCEEDED: return "SUCCEEDED";
+    case v1::JOB_STATE_FAILED: return "FAILED";
+    case v1::JOB_STATE_CANCELLED: return "CANCELLED";
+    default: return "UNSPECIFIED";
+  }
+}
+
+double finite_or_zero(double v) { return std::isfinite(v) ? v : 0.0; }
+
+}  // namespace
+
+bool JobManager::is_finished(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
+}
+
+JobManager::JobManager(JobManagerOptions options, ModelRegistry& models, JobMetrics* metrics)
+    : options_(std::move(options)), models_(models), metrics_(metrics) {
+  std::error_code ec;
+  fs::create_directories(options_.data_dir, ec);
+  if (ec) throw invalid_argument("cannot create --data-dir " + options_.data_dir + ": " + ec.message());
+  store_ = std::make_unique<JobStore>(options_.data_dir + "/jobs.db");
+}
+
+JobManager::~JobManager() { shutdown(); }
+
+bool JobManager::stopping() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
+}
+
+std::string JobManager::job_dir(const std::string& id) const { return options_.data_dir + "/jobs/" + id; }
+
+void JobManager::start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_) return;
+    started_ = true;
+  }
+  for (const v1::Job& job : store_->list_jobs({v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING})) {
+    if (job.state() == v1::JOB_STATE_CANCELLING) {
+      set_state(job.id(), v1::JOB_STATE_CANCELLED, "cancelled (the server stopped while cancelling)",
+                [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+    } else {
+      set_state(job.id(), v1::JOB_STATE_QUEUED,
+                "the server restarted: queued again, resumes from its last checkpoint (step " +
+                    std::to_string(job.step()) + " reached)");
+      log_info("job %s: interrupted at step %lld, queued again", job.id().c_str(), static_cast<long long>(job.step()));
+    }
+  }
+  refresh_state_metrics();
+  runner_ = std::thread([this] { runner_loop(); });
+}
+
+void JobManager::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  runner_cv_.notify_all();
+  events_cv_.notify_all();
+  if (runner_.joinable()) runner_.join();
+}
+
+v1::Job JobManager::update(const std::string& id, const std::function<void(v1::Job&)>& mutate, v1::JobEvent* event) {
+  v1::Job job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::optional<v1::Job> current = store_->get_job(id);
+    if (!current) throw not_found("no job " + id);
+    job = std::move(*current);
+    mutate(job);
+    if (event != nullptr) {
+      v1::JobEvent stored = store_->append_event(id, *event, &job);
+      *event = stored;
+      job.set_last_seq(stored.seq());
+    } else {
+      store_->update_job(job);
+    }
+  }
+  events_cv_.notify_all();
+  return job;
+}
+
+v1::Job JobManager::set_state(const std::string& id, v1::JobState state, const std::string& message,
+                              const std::function<void(v1::Job&)>& also) {
+  v1::JobEvent event;
+  event.mutable_state()->set_state(state);
+  event.mutable_state()->set_message(message);
+  v1::Job job = update(id, [&](v1::Job& j) {
+    j.set_state(state);
+    if (also) also(j);
+  }, &event);
+  refresh_state_metrics();
+  return job;
+}
+
+void JobManager::refresh_state_metrics() {
+  if (metrics_ == nullptr) return;
+  std::map<std::string, int> counts;
+  for (auto s : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING, v1::JOB_STATE_SUCCEEDED,
+                 v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
+    counts[state_name(s)] = 0;
+  }
+  for (const v1::Job& j : store_->list_jobs()) counts[state_name(j.state())]++;
+  metrics_->set_jobs_by_state(counts);
+}
+
+v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& client_request_id) {
+  if (!client_request_id.empty()) {
+    for (const v1::Job& j : store_->list_jobs()) {
+      if (j.client_request_id() == client_request_id) return j;  // a retried submit
+    }
+  }
+  if (raw_spec.base_model().empty()) throw invalid_argument("base_model is required (--base)");
+  if (raw_spec.data().empty()) throw invalid_argument("data is required (--data coco:ANN.json:IMAGES | csv:FILE | jsonl:FILE)");
+  const ModelEntry base = models_.resolve(raw_spec.base_model());
+  v1::JobSpec spec = with_defaults(raw_spec, options_.default_checkpoint_every);
+  spec.set_base_model(base.ref());
+  if (spec.name().empty()) spec.set_name(derived_model_name(base.name, spec.method()));
+  ModelRegistry::validate_name(spec.name());
+  const CaptionDataset data = load_caption_dataset(spec.data());
+  const RefineOptions options = refine_options_from_spec(spec);
+  const DatasetSplit split = split_dataset(data.items.size(), options.val_fraction, options.split_seed);
+  if (static_cast<int64_t>(split.train.size()) < options.batch_size) {
+    throw invalid_argument("data set " + spec.data() + " has " + std::to_string(split.train.size()) +
+                           " training images (after the validation split), fewer than batch_size " +
+                           std::to_string(options.batch_size));
+  }
+  {
+    int queued = 0;
+    for (const v1::Job& j : store_->list_jobs({v1::JOB_STATE_QUEUED})) (void)j, ++queued;
+    if (queued >= options_.max_queued_jobs) {
+      throw resource_exhausted(std::to_string(queued) + " jobs are queued already (the limit)");
+    }
+  }
+  v1::Job job;
+  job.set_id(new_job_id());
+  job.set_state(v1::JOB_STATE_QUEUED);
+  *job.mutable_spec() = spec;
+  job.set_created_unix_ms(now_ms());
+  job.set_client_request_id(client_request_id);
+  const int64_t steps_per_epoch = static_cast<int64_t>(split.train.size()) / options.batch_size;
+  int64_t total = steps_per_epoch * options.epochs;
+  if (options.max_steps > 0) total = std::min(total, options.max_steps);
+  job.set_total_steps(total);
+  bool inserted = false;
+  v1::Job stored;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stored = store_->insert_job(job, &inserted);
+    if (inserted) {
+      v1::JobEvent event;
+      event.mutable_state()->set_state(v1::JOB_STATE_QUEUED);
+      event.mutable_state()->set_message("queued: " + std::to_string(data.items.size()) + " images, " +
+                                         std::to_string(data.caption_count()) + " captions, " + std::to_string(total) +
+                                         " steps");
+      v1::JobEvent e = store_->append_event(stored.id(), event, nullptr);
+      stored.set_last_seq(e.seq());
+    }
+  }
+  if (inserted) {
+    log_info("job %s queued: %s on %s, %lld steps", stored.id().c_str(), spec.method().c_str(), spec.data().c_str(),
+             static_cast<long long>(total));
+    refresh_state_metrics();
+    runner_cv_.notify_all();
+    events_cv_.notify_all();
+  }
+  return stored;
+}
+
+v1::Job JobManager::get(const std::string& id) const {
+  std::optional<v1::Job> job = store_->get_job(id);
+  if (!job) throw not_found("no job " + id);
+  return *job;
+}
+
+std::vector<v1::Job> JobManager::list(const std::vector<v1::JobState>& states) const { return store_->list_jobs(states); }
+
+v1::Job JobManager::cancel(const std::string& id) {
+  v1::Job job = get(id);
+  switch (job.state()) {
+    case v1::JOB_STATE_QUEUED:
+      return set_state(id, v1::JOB_STATE_CANCELLED, "cancelled before it started",
+                       [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+    case v1::JOB_STATE_RUNNING: {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (running_id_ == id) cancel_running_ = true;
+      }
+      return set_state(id, v1::JOB_STATE_CANCELLING, "cancelling: stopping at the next step");
+    }
+    case v1::JOB_STATE_CANCELLING:
+      return job;
+    default:
+      throw failed_precondition("job " + id + " has already ended (" + state_name(job.state()) + ")");
+  }
+}
+
+v1::Job JobManager::resume(const std::string& id) {
+  v1::Job job = get(id);
+  if (job.state() != v1::JOB_STATE_CANCELLED && job.state() != v1::JOB_STATE_FAILED) {
+    throw failed_precondition("job " + id + " is " + state_name(job.state()) +
+                              ": only CANCELLED or FAILED jobs can be resumed");
+  }
+  job = set_state(id, v1::JOB_STATE_QUEUED, "resumed: queued again, continues from its last checkpoint",
+                  [](v1::Job& j) {
+                    j.set_error("");
+                    j.set_finished_unix_ms(0);
+                  });
+  runner_cv_.notify_all();
+  return job;
+}
+
+void JobManager::remove(const std::string& id) {
+  v1::Job job = get(id);
+  if (!is_finished(job.state())) {
+    throw failed_precondition("job " + id + " is " + state_name(job.state()) +
+                              ": cancel it first (only finished jobs can be deleted)");
+  }
+  store_->delete_job(id);
+  std::error_code ec;
+  fs::remove_all(job_dir(id), ec);
+  refresh_state_metrics();
+  events_cv_.notify_all();
+}
+
+std::vector<v1::JobEvent> JobManager::events(const std::string& id, int64_t from_seq, std::chrono::milliseconds wait,
+                                             bool* finished) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    std::optional<v1::Job> job = store_->get_job(id);
+    if (!job) throw not_found("no job " + id);
+    std::vector<v1::JobEvent> out = store_->events(id, std::max<int64_t>(from_seq, 1), 1000);
+    const bool ended = is_finished(job->state());
+    *finished = ended && (out.empty() || out.back().seq() >= job->last_seq());
+    if (!out.empty() || ended) return out;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stopping_) return out;
+    if (events_cv_.wait_until(lock, deadline) == std::cv_status::timeout) return out;
+  }
+}
+
+void JobManager::runner_loop() {
+  for (;;) {
+    std::string next;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      for (;;) {
+        if (stopping_) return;
+        std::vector<v1::Job> queued = store_->list_jobs({v1::JOB_STATE_QUEUED});
+        if (!queued.empty()) {
+          next = queued.front().id();
+          running_id_ = next;
+          cancel_running_ = false;
+          break;
+        }
+        runner_cv_.wait_for(lock, std::chrono::seconds(5));
+      }
+    }
+    run_job(next);
+    std::lock_guard<std::mutex> lock(mu_);
+    running_id_.clear();
+    cancel_running_ = false;
+  }
+}
+
+void JobManager::run_job(const std::string& id) {
+  v1::Job job = set_state(id, v1::JOB_STATE_RUNNING, "running", [](v1::Job& j) {
+    if (j.started_unix_ms() == 0) j.set_started_unix_ms(now_ms());
+  });
+  const v1::JobSpec spec = job.spec();
+  auto cancelled = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancel_running_;
+  };
+  auto stopping = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_ || cancel_running_;
+  };
+  const std::string checkpoint_dir = job_dir(id) + "/checkpoints";
+  try {
+    const ModelEntry base = models_.resolve(spec.base_model());
+    CheckpointReadOptions read_options;
+    read_options.model_config_path = base.model_config_path;
+    ClipModel model = CheckpointReader::load_model(base.path, read_options);
+    auto data = std::make_shared<CaptionDataset>(load_caption_dataset(spec.data()));
+    const RefineOptions options = refine_options_from_spec(spec);
+    const c10::Device device = resolve_device(options_.device);
+    RefineTrainer trainer(std::move(model), data, options, device, checkpoint_dir);
+    log_info("job %s running: %lld steps of %lld pairs on %s (%s), %zu training / %zu validation images", id.c_str(),
+             static_cast<long long>(trainer.total_steps()), static_cast<long long>(options.batch_size),
+             device.str().c_str(), trainer.uses_bf16() ? "bf16 autocast" : "fp32", trainer.train_images(),
+             trainer.val_images());
+
+    int64_t skipped_reported = 0;
+    TrainerCallbacks cb;
+    cb.should_stop = stopping;
+    cb.on_log = [&](const std::string& m) { log_info("job %s: %s", id.c_str(), m.c_str()); };
+    cb.on_step = [&](const StepReport& r) {
+      v1::JobEvent event;
+      v1::StepEvent* s = event.mutable_step();
+      s->set_step(r.step);
+      s->set_total_steps(r.total_steps);
+      s->set_epoch(r.epoch);
+      s->set_loss(finite_or_zero(r.loss));
+      s->set_loss_rafa(finite_or_zero(r.loss_rafa));
+      s->set_loss_hycd(finite_or_zero(r.loss_hycd));
+      s->set_loss_contrastive(finite_or_zero(r.loss_contrastive));
+      s->set_loss_align(finite_or_zero(r.loss_align));
+      s->set_lr(r.lr);
+      s->set_samples_per_second(r.samples_per_second);
+      s->set_data_seconds(r.data_seconds);
+      s->set_eta_seconds(r.eta_seconds);
+      s->set_images_skipped(r.images_skipped);
+      update(id, [&](v1::Job& j) {
+        j.set_step(r.step);
+        j.set_total_steps(r.total_steps);
+        j.set_epoch(r.epoch);
+      }, &event);
+      if (metrics_ != nullptr) {
+        metrics_->record_step(id, r);
+        if (r.images_skipped > skipped_reported) metrics_->record_images_skipped(r.images_skipped - skipped_reported);
+      }
+      skipped_reported = r.images_skipped;
+    };
+    cb.on_eval = [&](int64_t step, const std::map<std::string, double>& m) {
+      v1::JobEvent event;
+      event.mutable_eval()->set_step(step);
+      for (const auto& [k, v] : m) (*event.mutable_eval()->mutable_metrics())[k] = v;
+      update(id, [&](v1::Job& j) {
+        j.mutable_metrics()->clear();
+        for (const auto& [k, v] : m) (*j.mutable_metrics())[k] = v;
+      }, &event);
+      if (metrics_ != nullptr) metrics_->record_eval(id, m);
+    };
+    cb.on_checkpoint = [&](const TrainingCheckpointInfo& written, const std::vector<TrainingCheckpointInfo>& removed) {
+      store_->add_checkpoint(id, CheckpointRecord{written.step, written.path, now_ms()});
+      for (const auto& r : removed) store_->remove_checkpoint(id, r.step);
+      v1::JobEvent event;
+      event.mutable_checkpoint()->set_step(written.step);
+      event.mutable_checkpoint()->set_path(written.path);
+      update(id, [](v1::Job&) {}, &event);
+    };
+
+    const TrainOutcome outcome = trainer.run(cb);
+    if (outcome == TrainOutcome::kStopped) {
+      if (cancelled()) {
+        set_state(id, v1::JOB_STATE_CANCELLED, "cancelled; `jobs resume` continues from the checkpoint just written",
+                  [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+        log_info("job %s cancelled", id.c_str());
+      } else {
+        log_info("job %s interrupted by shutdown; it resumes at the next start", id.c_str());
+      }
+      if (metrics_ != nullptr) metrics_->job_ended(id);
+      return;
+    }
+
+    // The refined model: written atomically, then registered with its lineage.
+    const std::string models_dir = options_.data_dir + "/models";
+    fs::create_directories(models_dir);
+    const std::string path = models_dir + "/" + id + ".safetensors";
+    Lineage lineage;
+    lineage.base_model = spec.base_model();
+    lineage.job_id = id;
+    lineage.data = spec.data();
+    lineage.method = spec.method();
+    lineage.hyperparameters = options.to_map();
+    lineage.metrics = trainer.last_metrics();
+    CheckpointWriteOptions write_options;
+    write_options.metadata["refinery.job"] = id;
+    write_options.metadata["refinery.base_model"] = spec.base_model();
+    write_options.metadata["refinery.method"] = spec.method();
+    CheckpointWriter::write_safetensors(trainer.student(), path, write_options);
+    const ModelEntry entry = models_.import(path, spec.name(), "", /*make_default=*/false, lineage);
+    v1::JobEvent result;
+    result.mutable_result()->set_model(entry.ref());
+    update(id, [&](v1::Job& j) { j.set_result_model(entry.ref()); }, &result);
+    set_state(id, v1::JOB_STATE_SUCCEEDED, "succeeded: model " + entry.ref(),
+              [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+    log_info("job %s succeeded: model %s", id.c_str(), entry.ref().c_str());
+    // The model is saved; the training checkpoints are no longer needed.
+    for (const auto& c : store_->checkpoints(id)) store_->remove_checkpoint(id, c.step);
+    std::error_code ec;
+    fs::remove_all(checkpoint_dir, ec);
+  } catch (const std::exception& e) {
+    log_error("job %s failed: %s", id.c_str(), e.what());
+    try {
+      set_state(id, v1::JOB_STATE_FAILED, std::string("failed: ") + e.what(), [&](v1::Job& j) {
+        j.set_error(e.what());
+        j.set_finished_unix_ms(now_ms());
+      });
+    } catch (const std::exception& e2) {
+      log_error("job %s: cannot record its failure: %s", id.c_str(), e2.what());
+    }
+  }
+  if (metrics_ != nullptr) metrics_->job_ended(id);
+}
+
+}  // namespace refinery

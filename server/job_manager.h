@@ -1,0 +1,91 @@
+// Refine jobs: validated at submit, kept in the SQLite job store under
+// --data-dir, run one at a time on the server's device by a runner thread,
+// with every state change, step, evaluation, checkpoint and result recorded
+// as a numbered event that watchers replay and follow. Jobs survive restarts
+// and crashes: an interrupted job is queued again at start and resumes from
+// its last checkpoint. A failing job ends FAILED with its reason; the server
+// and other jobs carry on.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+#include "refinery/v1/job.pb.h"
+
+namespace refinery {
+
+class JobMetrics;
+class JobStore;
+class ModelRegistry;
+
+struct JobManagerOptions {
+  std::string data_dir;                 // jobs.db, jobs/<id>/checkpoints, refined models
+  std::string device = "cpu";           // where training runs
+  int max_queued_jobs = 64;             // beyond: RESOURCE_EXHAUSTED
+  int64_t default_checkpoint_every = 100;
+};
+
+class JobManager {
+ public:
+  JobManager(JobManagerOptions options, ModelRegistry& models, JobMetrics* metrics = nullptr);
+  ~JobManager();  // shutdown()
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Requeues jobs a previous run left RUNNING, finishes CANCELLING ones, and
+  // starts the runner.
+  void start();
+  // Stops the runner: a running job checkpoints where it is and stays
+  // RUNNING in the store, to resume at the next start.
+  void shutdown();
+
+  // Validates (base model, data set, options) and queues. The same non-empty
+  // client_request_id returns the first job instead of a new one.
+  v1::Job submit(const v1::JobSpec& spec, const std::string& client_request_id);
+  v1::Job get(const std::string& id) const;
+  std::vector<v1::Job> list(const std::vector<v1::JobState>& states) const;
+  v1::Job cancel(const std::string& id);
+  v1::Job resume(const std::string& id);
+  void remove(const std::string& id);  // finished jobs only; drops their checkpoints
+
+  // Events with seq >= from_seq. When there are none yet and the job is not
+  // finished, waits up to `wait` for some. *finished: the job has ended
+  // and no event after the returned ones will come.
+  std::vector<v1::JobEvent> events(const std::string& id, int64_t from_seq, std::chrono::milliseconds wait,
+                                   bool* finished);
+
+  bool stopping() const;
+  static bool is_finished(v1::JobState state);
+
+ private:
+  struct Running;
+  void runner_loop();
+  void run_job(const std::string& id);
+  // Reads the job, lets `mutate` change it, stores it with `event` (when
+  // given) in one transaction, and wakes the watchers.
+  v1::Job update(const std::string& id, const std::function<void(v1::Job&)>& mutate, v1::JobEvent* event);
+  v1::Job set_state(const std::string& id, v1::JobState state, const std::string& message,
+                    const std::function<void(v1::Job&)>& also = {});
+  std::string job_dir(const std::string& id) const;
+  void refresh_state_metrics();
+
+  JobManagerOptions options_;
+  ModelRegistry& models_;
+  JobMetrics* metrics_;
+  std::unique_ptr<JobStore> store_;
+  mutable std::mutex mu_;
+  std::condition_variable runner_cv_;  // new work or stopping
+  std::condition_variable events_cv_;  // new events
+  std::string running_id_;
+  bool cancel_running_ = false;
+  bool stopping_ = false;
+  bool started_ = false;
+  std::thread runner_;
+};
+
+}  // namespace refinery

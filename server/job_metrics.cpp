@@ -1,0 +1,58 @@
+#include "server/job_metrics.h"
+
+#include <cmath>
+
+#include "core/refine_trainer.h"
+
+namespace refinery {
+
+JobMetrics::JobMetrics(MetricsRegistry& r)
+    : jobs_(r.gauge("refinery_jobs", "Refine jobs by state", {"state"})),
+      step_(r.gauge("refinery_job_step", "Steps done by the running job", {"job"})),
+      total_steps_(r.gauge("refinery_job_total_steps", "Steps the running job will take", {"job"})),
+      loss_(r.gauge("refinery_job_loss", "The running job's latest training loss, by term (total, rafa, hycd, contrastive, align)",
+                    {"job", "term"})),
+      lr_(r.gauge("refinery_job_learning_rate", "The running job's learning rate", {"job"})),
+      samples_per_second_(r.gauge("refinery_job_samples_per_second", "The running job's training throughput (latest step)", {"job"})),
+      data_seconds_(r.gauge("refinery_job_data_seconds", "Time the running job's latest step waited for data", {"job"})),
+      eval_(r.gauge("refinery_job_eval", "The running job's latest evaluation on its validation split", {"job", "metric"})),
+      steps_total_(r.counter("refinery_job_steps_total", "Training steps done by all jobs")),
+      samples_total_(r.counter("refinery_job_samples_total", "Training pairs processed by all jobs")),
+      images_skipped_(r.counter("refinery_job_images_skipped_total", "Training images skipped because they failed to decode")) {}
+
+void JobMetrics::set_jobs_by_state(const std::map<std::string, int>& counts) {
+  for (const auto& [state, n] : counts) jobs_.with({state}).set(n);
+}
+
+void JobMetrics::record_step(const std::string& job, const StepReport& s) {
+  step_.with({job}).set(static_cast<double>(s.step));
+  total_steps_.with({job}).set(static_cast<double>(s.total_steps));
+  const std::pair<const char*, double> terms[] = {{"total", s.loss},
+                                                  {"rafa", s.loss_rafa},
+                                                  {"hycd", s.loss_hycd},
+                                                  {"contrastive", s.loss_contrastive},
+                                                  {"align", s.loss_align}};
+  for (const auto& [term, v] : terms) {
+    if (std::isfinite(v)) loss_.with({job, term}).set(v);
+  }
+  lr_.with({job}).set(s.lr);
+  samples_per_second_.with({job}).set(s.samples_per_second);
+  data_seconds_.with({job}).set(s.data_seconds);
+  steps_total_.with().inc();
+  samples_total_.with().inc(static_cast<double>(s.batch_rows));
+}
+
+void JobMetrics::record_eval(const std::string& job, const std::map<std::string, double>& metrics) {
+  for (const auto& [name, v] : metrics) {
+    if (std::isfinite(v)) eval_.with({job, name}).set(v);
+  }
+}
+
+void JobMetrics::record_images_skipped(int64_t n) { images_skipped_.with().inc(static_cast<double>(n)); }
+
+void JobMetrics::job_ended(const std::string& job) {
+  for (GaugeFamily* f : {&step_, &total_steps_, &lr_, &samples_per_second_, &data_seconds_}) f->remove({job});
+  for (const char* term : {"total", "rafa", "hycd", "contrastive", "align"}) loss_.remove({job, term});
+}
+
+}  // namespace refinery

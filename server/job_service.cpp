@@ -1,0 +1,81 @@
+#include "server/job_service.h"
+
+#include "core/error.h"
+#include "server/call_guard.h"
+#include "server/job_manager.h"
+
+namespace refinery {
+namespace {
+
+void require_id(const std::string& id) {
+  if (id.empty()) throw invalid_argument("a job id is required");
+}
+
+}  // namespace
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request, v1::Job* response) {
+  return guarded(metrics_, "SubmitJob", [&] { *response = jobs_.submit(request->spec(), request->client_request_id()); });
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request, v1::Job* response) {
+  return guarded(metrics_, "GetJob", [&] {
+    require_id(request->id());
+    *response = jobs_.get(request->id());
+  });
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  return guarded(metrics_, "ListJobs", [&] {
+    std::vector<v1::JobState> states;
+    for (int s : request->states()) states.push_back(static_cast<v1::JobState>(s));
+    for (v1::Job& j : jobs_.list(states)) *response->add_jobs() = std::move(j);
+  });
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request, v1::Job* response) {
+  return guarded(metrics_, "CancelJob", [&] {
+    require_id(request->id());
+    *response = jobs_.cancel(request->id());
+  });
+}
+
+grpc::Status JobServiceImpl::ResumeJob(grpc::ServerContext*, const v1::ResumeJobRequest* request, v1::Job* response) {
+  return guarded(metrics_, "ResumeJob", [&] {
+    require_id(request->id());
+    *response = jobs_.resume(request->id());
+  });
+}
+
+grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext*, const v1::DeleteJobRequest* request,
+                                       v1::DeleteJobResponse*) {
+  return guarded(metrics_, "DeleteJob", [&] {
+    require_id(request->id());
+    jobs_.remove(request->id());
+  });
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::JobEvent>* writer) {
+  return guarded(metrics_, "WatchJob", [&] {
+    require_id(request->id());
+    if (request->from_seq() < 0) throw invalid_argument("from_seq must not be negative");
+    int64_t next = std::max<int64_t>(request->from_seq(), 1);
+    for (;;) {
+      if (context->IsCancelled()) throw Error(ErrorCode::kCancelled, "the watcher went away");
+      if (jobs_.stopping()) {
+        throw Error(ErrorCode::kUnavailable,
+                    "the server is shutting down: reconnect and watch from seq " + std::to_string(next));
+      }
+      bool finished = false;
+      std::vector<v1::JobEvent> events = jobs_.events(request->id(), next, std::chrono::milliseconds(1000), &finished);
+      for (const v1::JobEvent& e : events) {
+        if (!writer->Write(e)) throw Error(ErrorCode::kCancelled, "the watcher went away");
+        next = e.seq() + 1;
+      }
+      if (finished) return;
+    }
+  });
+}
+
+}  // namespace refinery

@@ -1,0 +1,91 @@
+#include "server/job_spec.h"
+
+#include <set>
+
+#include "core/error.h"
+
+namespace refinery {
+namespace {
+
+const std::set<std::string> kExtraKeys = {"rafa_shared", "contrastive_normalize"};
+
+bool parse_bool(const std::string& key, const std::string& value) {
+  if (value == "true" || value == "1" || value == "yes") return true;
+  if (value == "false" || value == "0" || value == "no") return false;
+  throw invalid_argument("extra option " + key + "=" + value + ": expected true or false");
+}
+
+}  // namespace
+
+v1::JobSpec with_defaults(const v1::JobSpec& in, int64_t default_checkpoint_every) {
+  v1::JobSpec s = in;
+  const RefineOptions d;  // the defaults live there
+  if (s.method().empty()) s.set_method(refine_method_name(d.objective.method));
+  const RefineMethod method = parse_refine_method(s.method());
+  s.set_method(refine_method_name(method));
+  if (s.epochs() == 0) s.set_epochs(d.epochs);
+  if (s.batch_size() == 0) s.set_batch_size(static_cast<int32_t>(d.batch_size));
+  if (s.lr() == 0) s.set_lr(d.lr);
+  if (!s.has_weight_decay()) s.set_weight_decay(d.weight_decay);
+  if (!s.has_alpha()) s.set_alpha(method == RefineMethod::kSelfKd ? 0.0 : d.objective.hycd.alpha);
+  if (!s.has_lambda_rafa()) s.set_lambda_rafa(d.objective.lambda_rafa);
+  if (!s.has_lambda_hycd()) s.set_lambda_hycd(d.objective.lambda_hycd);
+  if (s.temperature() == 0) s.set_temperature(d.objective.hycd.temperature);
+  if (!s.has_rafa_mu()) s.set_rafa_mu(d.objective.rafa.mu);
+  if (!s.has_rafa_sigma()) s.set_rafa_sigma(d.objective.rafa.sigma);
+  if (s.rafa_prior().empty()) s.set_rafa_prior("normal");
+  if (s.schedule().empty()) s.set_schedule(lr_schedule_name(d.schedule));
+  if (!s.has_seed()) s.set_seed(d.seed);
+  if (!s.has_val_fraction()) s.set_val_fraction(d.val_fraction);
+  if (s.checkpoint_every() == 0) s.set_checkpoint_every(default_checkpoint_every);
+  if (s.precision().empty()) s.set_precision(training_precision_name(d.precision));
+  if (s.keep_checkpoints() == 0) s.set_keep_checkpoints(d.keep_checkpoints);
+  for (const auto& [key, value] : s.extra()) {
+    if (!kExtraKeys.count(key)) {
+      throw invalid_argument("unknown extra option '" + key + "' (known: rafa_shared, contrastive_normalize)");
+    }
+    parse_bool(key, value);
+  }
+  if (s.max_steps() < 0) throw invalid_argument("invalid max_steps " + std::to_string(s.max_steps()) + ": must not be negative");
+  if (s.data_workers() < 0) throw invalid_argument("invalid data_workers " + std::to_string(s.data_workers()));
+  refine_options_from_spec(s).validate();
+  return s;
+}
+
+RefineOptions refine_options_from_spec(const v1::JobSpec& s) {
+  RefineOptions o;
+  o.objective.method = parse_refine_method(s.method());
+  o.epochs = s.epochs();
+  o.max_steps = s.max_steps();
+  o.batch_size = s.batch_size();
+  o.lr = s.lr();
+  o.weight_decay = s.weight_decay();
+  o.objective.hycd.alpha = s.alpha();
+  o.objective.hycd.temperature = s.temperature();
+  o.objective.lambda_rafa = s.lambda_rafa();
+  o.objective.lambda_hycd = s.lambda_hycd();
+  o.objective.rafa.mu = s.rafa_mu();
+  o.objective.rafa.sigma = s.rafa_sigma();
+  o.objective.rafa.prior = parse_rafa_prior(s.rafa_prior());
+  o.schedule = parse_lr_schedule(s.schedule());
+  o.warmup_steps = s.warmup_steps();
+  o.grad_clip = s.grad_clip();
+  o.seed = s.seed();
+  o.val_fraction = s.val_fraction();
+  o.eval_every = s.eval_every();
+  o.checkpoint_every = s.checkpoint_every();
+  o.keep_checkpoints = s.keep_checkpoints();
+  o.precision = parse_training_precision(s.precision());
+  o.data_workers = s.data_workers();
+  auto it = s.extra().find("rafa_shared");
+  if (it != s.extra().end()) o.objective.rafa.shared = parse_bool(it->first, it->second);
+  it = s.extra().find("contrastive_normalize");
+  if (it != s.extra().end()) o.objective.contrastive.normalize = parse_bool(it->first, it->second);
+  return o;
+}
+
+std::string derived_model_name(const std::string& base_name, const std::string& method) {
+  return base_name + (method == "clip-refine" ? "-refined" : "-" + method);
+}
+
+}  // namespace refinery

@@ -1,0 +1,19 @@
+// A job's spec as the user sent it (proto, unset fields = METHOD.md
+// defaults) <-> the core's RefineOptions. Submit stores the spec with every
+// default filled in, so `jobs show` tells exactly what ran.
+#pragma once
+#include <string>
+#include "core/refine_options.h"
+#include "refinery/v1/job.pb.h"
+
+namespace refinery {
+
+// Fills unset fields with the defaults; INVALID_ARGUMENT naming the field for
+// a bad value or an unknown `extra` key.
+v1::JobSpec with_defaults(const v1::JobSpec& spec, int64_t default_checkpoint_every);
+// Options for a spec that went through with_defaults().
+RefineOptions refine_options_from_spec(const v1::JobSpec& spec);
+// "vit-b-32" + clip-refine -> "vit-b-32-refined"; other methods append their name.
+std::string derived_model_name(const std::string& base_name, const std::string& method);
+
+}  // namespace refinery
