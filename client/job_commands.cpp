@@ -88,20 +88,6 @@ bool is_plain_spec_field(const FieldDescriptor* f) {
          f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE;
 }
 
-bool is_numeric(const FieldDescriptor* f) {
-  switch (f->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_INT32:
-    case FieldDescriptor::CPPTYPE_INT64:
-    case FieldDescriptor::CPPTYPE_UINT32:
-    case FieldDescriptor::CPPTYPE_UINT64:
-    case FieldDescriptor::CPPTYPE_DOUBLE:
-    case FieldDescriptor::CPPTYPE_FLOAT:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string flag_name(const FieldDescriptor* f) {
   std::string name = f->name();
   std::replace(name.begin(), name.end(), '_', '-');
@@ -152,19 +138,6 @@ void set_field(v1::JobSpec& spec, const FieldDescriptor* f, const std::string& t
   }
 }
 
-bool is_zero(const v1::JobSpec& spec, const FieldDescriptor* f) {
-  const auto* r = spec.GetReflection();
-  switch (f->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_INT32: return r->GetInt32(spec, f) == 0;
-    case FieldDescriptor::CPPTYPE_INT64: return r->GetInt64(spec, f) == 0;
-    case FieldDescriptor::CPPTYPE_UINT32: return r->GetUInt32(spec, f) == 0;
-    case FieldDescriptor::CPPTYPE_UINT64: return r->GetUInt64(spec, f) == 0;
-    case FieldDescriptor::CPPTYPE_DOUBLE: return r->GetDouble(spec, f) == 0;
-    case FieldDescriptor::CPPTYPE_FLOAT: return r->GetFloat(spec, f) == 0;
-    default: return false;
-  }
-}
-
 // Makes sure a field that has presence (`optional` in the proto) reads as
 // set even when its value is 0: re-setting a value sets its has-bit.
 void mark_present(v1::JobSpec& spec, const FieldDescriptor* f) {
@@ -181,15 +154,6 @@ void mark_present(v1::JobSpec& spec, const FieldDescriptor* f) {
     case FieldDescriptor::CPPTYPE_STRING: r->SetString(&spec, f, r->GetString(spec, f)); break;
     default: break;
   }
-}
-
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
 }
 
 // Reads JOB.json, an object of JobSpec fields by their proto names, into

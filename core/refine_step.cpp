@@ -1,5 +1,6 @@
 #include "core/refine_step.h"
 
+#include <chrono>
 #include <limits>
 
 #include <torch/torch.h>
@@ -29,6 +30,14 @@ RefineStep::RefineStep(ClipModel student, ClipModel teacher, AdamW& optimizer, c
 }
 
 StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens_in, int64_t step, double lr) {
+  using Clock = std::chrono::steady_clock;
+  auto mark = [this, last = Clock::now()](double* into) mutable {
+    if (synchronize_ && device_.is_cuda()) torch::cuda::synchronize(device_.index() < 0 ? 0 : device_.index());
+    const auto now = Clock::now();
+    *into = std::chrono::duration<double>(now - last).count();
+    last = now;
+  };
+  StepLosses out;
   const RefineMethod method = options_.objective.method;
   torch::Tensor pixels = pixels_in.to(device_, /*non_blocking=*/true);
   torch::Tensor tokens = tokens_in.to(device_, /*non_blocking=*/true);
@@ -38,12 +47,14 @@ StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens
     AutocastGuard autocast(device_.type(), bf16_);
     torch::Tensor f_i = student_->encode_image(pixels);
     torch::Tensor f_t = student_->encode_text(tokens);
+    mark(&out.student_forward_s);
     torch::Tensor g_i, g_t, z_i, z_t;
     if (teacher_) {
       torch::NoGradGuard no_grad;
       g_i = teacher_->encode_image(pixels);
       g_t = teacher_->encode_text(tokens);
     }
+    mark(&out.teacher_forward_s);
     if (needs_prior(method)) {
       std::tie(z_i, z_t) = sample_rafa_prior(options_.objective.rafa, rows, f_i.size(1), options_.seed, step, device_);
     }
@@ -51,9 +62,10 @@ StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens
   }
   optimizer_.zero_grad();
   terms.total.backward();
+  mark(&out.backward_s);
   if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.grad_clip);
   optimizer_.step(lr);
-  StepLosses out;
+  mark(&out.optimizer_s);
   out.total = terms.total.item<double>();
   out.rafa = value_or_nan(terms.rafa);
   out.hycd = value_or_nan(terms.hycd);

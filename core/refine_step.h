@@ -14,6 +14,8 @@ namespace refinery {
 // Losses of the step's forward pass (before its update); NaN when unused.
 struct StepLosses {
   double total = 0, rafa = 0, hycd = 0, contrastive = 0, align = 0;
+  // Wall time of the phases (on CUDA only when RefineStep synchronizes).
+  double student_forward_s = 0, teacher_forward_s = 0, backward_s = 0, optimizer_s = 0;
 };
 
 class RefineStep {
@@ -24,6 +26,9 @@ class RefineStep {
              bool bf16);
   // pixels [B, 3, S, S] float, tokens [B, L] int64, on any device.
   StepLosses run(const at::Tensor& pixels, const at::Tensor& tokens, int64_t step, double lr);
+  // Synchronize the device between phases so their times are true (costs a
+  // little on CUDA; for benchmarks).
+  void set_synchronize_phases(bool on) { synchronize_ = on; }
 
  private:
   ClipModel student_, teacher_;
@@ -31,6 +36,7 @@ class RefineStep {
   const RefineOptions& options_;
   c10::Device device_;
   bool bf16_;
+  bool synchronize_ = false;
   std::vector<at::Tensor> parameters_;
 };
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device check for a CUDA machine (LibTorch 2.x from pip, no Debian -dev
 # packages): builds the torch-only core against torch's own LibTorch, runs the
-# parity tests on the GPU, and benchmarks a ViT-B/32 made with `init`.
+# parity tests on the GPU, and benchmarks a ViT-B/32 made with `init`:
+# forward passes and CLIP-Refine training steps (samples/s, peak GPU memory).
 # Run `scripts/gpu-bundle.sh` here first and carry `.gpu-deps`.
 # Writes logs and JSON under ${OUT:-/tmp/gpu-check}.
 set -uo pipefail
@@ -20,6 +21,8 @@ grep -E "Elapsed" "$OUT/build.log"
 TOOL=/tmp/build-gpu/tools/refinery-model/refinery-model
 $TOOL init -q --arch ViT-B-32 --out /tmp/b32.safetensors
 for args in "--modality matmul --matmul-size 8192" "--modality image --batch 32" "--modality image --batch 256" \
-            "--modality text --batch 32" "--modality text --batch 256"; do
+            "--modality text --batch 32" "--modality text --batch 256" \
+            "--modality train --batch 32 --precision bf16" "--modality train --batch 256 --precision bf16" \
+            "--modality train --batch 256 --precision fp32"; do
   $TOOL bench -q --device cuda --checkpoint /tmp/b32.safetensors $args --seconds 5 --json | tee -a "$OUT/bench.jsonl"
 done

@@ -336,8 +336,26 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
 #ifdef REFINERY_HAVE_CUDA_ALLOCATOR
       if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
 #endif
+      step.set_synchronize_phases(true);
       int64_t n = 0;
-      timing = time_loop(p, device, [&] { step.run(pixels, tokens, n++, options.lr); });
+      double phase[4] = {0, 0, 0, 0};
+      int64_t timed = 0;
+      timing = time_loop(p, device, [&] {
+        const StepLosses l = step.run(pixels, tokens, n++, options.lr);
+        if (n > p.warmup) {
+          phase[0] += l.student_forward_s;
+          phase[1] += l.teacher_forward_s;
+          phase[2] += l.backward_s;
+          phase[3] += l.optimizer_s;
+          ++timed;
+        }
+      });
+      if (timed > 0) {
+        out["phase_ms"] = {{"student_forward", phase[0] * 1000 / timed},
+                           {"teacher_forward", phase[1] * 1000 / timed},
+                           {"backward", phase[2] * 1000 / timed},
+                           {"optimizer", phase[3] * 1000 / timed}};
+      }
       const double model_flops = cfg.image_flops() + cfg.text_flops(p.text_tokens);
       // Student forward + backward (3x forward) and the teacher's forward.
       flops_per_item = model_flops * (teacher ? 4.0 : 3.0);
