@@ -51,6 +51,7 @@ void RefineOptions::validate() const {
   require(epochs >= 1, "epochs", std::to_string(epochs), "must be at least 1");
   require(max_steps >= 0, "max_steps", std::to_string(max_steps), "must not be negative");
   require(batch_size >= 1 && batch_size <= 65536, "batch_size", std::to_string(batch_size), "must be in [1, 65536]");
+  require(micro_batch_size >= 0, "micro_batch_size", std::to_string(micro_batch_size), "must not be negative (0 = the whole batch)");
   require(std::isfinite(lr) && lr > 0 && lr < 1, "lr", num(lr), "must be in (0, 1)");
   require(std::isfinite(weight_decay) && weight_decay >= 0 && weight_decay < 1, "weight_decay", num(weight_decay),
           "must be in [0, 1)");
@@ -89,6 +90,7 @@ std::map<std::string, std::string> RefineOptions::to_map() const {
   m["epochs"] = std::to_string(epochs);
   if (max_steps > 0) m["max_steps"] = std::to_string(max_steps);
   m["batch_size"] = std::to_string(batch_size);
+  if (micro_batch_size > 0) m["micro_batch_size"] = std::to_string(micro_batch_size);
   m["lr"] = num(lr);
   m["weight_decay"] = num(weight_decay);
   m["schedule"] = lr_schedule_name(schedule);

@@ -23,6 +23,10 @@ struct RefineOptions {
   int epochs = 1;
   int64_t max_steps = 0;             // 0: epochs * steps per epoch; otherwise at most this many
   int64_t batch_size = 512;          // pairs per step; the softmax runs over the batch
+  // Pairs per forward/backward pass within a step (gradient caching: the
+  // same gradient as the whole batch at once, activations of one micro-batch
+  // in memory, one extra forward pass). 0 = the whole batch.
+  int64_t micro_batch_size = 0;
   double lr = 1e-6;
   double weight_decay = 0.1;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;

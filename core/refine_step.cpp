@@ -42,8 +42,9 @@ StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens
   torch::Tensor pixels = pixels_in.to(device_, /*non_blocking=*/true);
   torch::Tensor tokens = tokens_in.to(device_, /*non_blocking=*/true);
   const int64_t rows = pixels.size(0);
+  const int64_t micro = options_.micro_batch_size;
   ObjectiveTerms terms;
-  {
+  if (micro <= 0 || micro >= rows) {
     AutocastGuard autocast(device_.type(), bf16_);
     torch::Tensor f_i = student_->encode_image(pixels);
     torch::Tensor f_t = student_->encode_text(tokens);
@@ -59,10 +60,62 @@ StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens
       std::tie(z_i, z_t) = sample_rafa_prior(options_.objective.rafa, rows, f_i.size(1), options_.seed, step, device_);
     }
     terms = compute_refine_objective(options_.objective, f_i, f_t, g_i, g_t, z_i, z_t, student_->logit_scale);
+    optimizer_.zero_grad();
+    terms.total.backward();
+    mark(&out.backward_s);
+  } else {
+    // Gradient caching: the losses couple every pair of the batch (the
+    // softmax runs over all of it), so the batch's features are computed
+    // first without a graph, micro-batch by micro-batch; the loss and its
+    // gradient with respect to the features come from the whole batch; then
+    // each micro-batch is run again with a graph and back-propagates its
+    // slice of that gradient. Same gradient as one pass over the batch, with
+    // the activations of one micro-batch in memory, for one extra forward.
+    torch::Tensor f_i, f_t, g_i, g_t, z_i, z_t;
+    {
+      AutocastGuard autocast(device_.type(), bf16_);
+      torch::NoGradGuard no_grad;
+      std::vector<torch::Tensor> fi, ft, gi, gt;
+      for (int64_t b = 0; b < rows; b += micro) {
+        const int64_t e = std::min(rows, b + micro);
+        fi.push_back(student_->encode_image(pixels.slice(0, b, e)));
+        ft.push_back(student_->encode_text(tokens.slice(0, b, e)));
+      }
+      mark(&out.student_forward_s);
+      if (teacher_) {
+        for (int64_t b = 0; b < rows; b += micro) {
+          const int64_t e = std::min(rows, b + micro);
+          gi.push_back(teacher_->encode_image(pixels.slice(0, b, e)));
+          gt.push_back(teacher_->encode_text(tokens.slice(0, b, e)));
+        }
+        g_i = torch::cat(gi);
+        g_t = torch::cat(gt);
+      }
+      mark(&out.teacher_forward_s);
+      f_i = torch::cat(fi);
+      f_t = torch::cat(ft);
+    }
+    f_i.requires_grad_(true);
+    f_t.requires_grad_(true);
+    if (needs_prior(method)) {
+      std::tie(z_i, z_t) = sample_rafa_prior(options_.objective.rafa, rows, f_i.size(1), options_.seed, step, device_);
+    }
+    terms = compute_refine_objective(options_.objective, f_i, f_t, g_i, g_t, z_i, z_t, student_->logit_scale);
+    optimizer_.zero_grad();
+    terms.total.backward();  // to the features (and logit_scale, which the contrastive loss uses directly)
+    const torch::Tensor grad_i = f_i.grad(), grad_t = f_t.grad();
+    for (int64_t b = 0; b < rows; b += micro) {
+      const int64_t e = std::min(rows, b + micro);
+      torch::Tensor ci, ct;
+      {
+        AutocastGuard autocast(device_.type(), bf16_);
+        ci = student_->encode_image(pixels.slice(0, b, e));
+        ct = student_->encode_text(tokens.slice(0, b, e));
+      }
+      torch::autograd::backward({ci, ct}, {grad_i.slice(0, b, e), grad_t.slice(0, b, e)});
+    }
+    mark(&out.backward_s);
   }
-  optimizer_.zero_grad();
-  terms.total.backward();
-  mark(&out.backward_s);
   if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.grad_clip);
   optimizer_.step(lr);
   mark(&out.optimizer_s);

@@ -160,7 +160,7 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
   if (raw_spec.base_model().empty()) throw invalid_argument("base_model is required (--base)");
   if (raw_spec.data().empty()) throw invalid_argument("data is required (--data coco:ANN.json:IMAGES | csv:FILE | jsonl:FILE)");
   const ModelEntry base = models_.resolve(raw_spec.base_model());
-  v1::JobSpec spec = with_defaults(raw_spec, options_.default_checkpoint_every);
+  v1::JobSpec spec = with_defaults(raw_spec, options_.default_checkpoint_every, !resolve_device(options_.device).is_cuda());
   spec.set_base_model(base.ref());
   if (spec.name().empty()) spec.set_name(derived_model_name(base.name, spec.method()));
   ModelRegistry::validate_name(spec.name());

@@ -7,6 +7,7 @@
 namespace refinery {
 namespace {
 
+constexpr int32_t kCpuMicroBatch = 32;
 const std::set<std::string> kExtraKeys = {"rafa_shared", "contrastive_normalize"};
 
 bool parse_bool(const std::string& key, const std::string& value) {
@@ -17,7 +18,7 @@ bool parse_bool(const std::string& key, const std::string& value) {
 
 }  // namespace
 
-v1::JobSpec with_defaults(const v1::JobSpec& in, int64_t default_checkpoint_every) {
+v1::JobSpec with_defaults(const v1::JobSpec& in, int64_t default_checkpoint_every, bool cpu) {
   v1::JobSpec s = in;
   const RefineOptions d;  // the defaults live there
   if (s.method().empty()) s.set_method(refine_method_name(d.objective.method));
@@ -40,6 +41,9 @@ v1::JobSpec with_defaults(const v1::JobSpec& in, int64_t default_checkpoint_ever
   if (s.checkpoint_every() == 0) s.set_checkpoint_every(default_checkpoint_every);
   if (s.precision().empty()) s.set_precision(training_precision_name(d.precision));
   if (s.keep_checkpoints() == 0) s.set_keep_checkpoints(d.keep_checkpoints);
+  // On CPU a ViT-B/32 step holds ~110 MB of activations per pair: batch 512
+  // at once would need ~60 GB. Micro-batches of 32 give the same gradient.
+  if (s.micro_batch_size() == 0 && cpu && s.batch_size() > kCpuMicroBatch) s.set_micro_batch_size(kCpuMicroBatch);
   for (const auto& [key, value] : s.extra()) {
     if (!kExtraKeys.count(key)) {
       throw invalid_argument("unknown extra option '" + key + "' (known: rafa_shared, contrastive_normalize)");
@@ -58,6 +62,7 @@ RefineOptions refine_options_from_spec(const v1::JobSpec& s) {
   o.epochs = s.epochs();
   o.max_steps = s.max_steps();
   o.batch_size = s.batch_size();
+  o.micro_batch_size = s.micro_batch_size();
   o.lr = s.lr();
   o.weight_decay = s.weight_decay();
   o.objective.hycd.alpha = s.alpha();

@@ -10,7 +10,7 @@ namespace refinery {
 
 // Fills unset fields with the defaults; INVALID_ARGUMENT naming the field for
 // a bad value or an unknown `extra` key.
-v1::JobSpec with_defaults(const v1::JobSpec& spec, int64_t default_checkpoint_every);
+v1::JobSpec with_defaults(const v1::JobSpec& spec, int64_t default_checkpoint_every, bool cpu);
 // Options for a spec that went through with_defaults().
 RefineOptions refine_options_from_spec(const v1::JobSpec& spec);
 // "vit-b-32" + clip-refine -> "vit-b-32-refined"; other methods append their name.

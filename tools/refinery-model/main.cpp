@@ -75,6 +75,7 @@ struct MatchParams {
 struct BenchParams {
   std::string checkpoint, modality = "image", texts_file;
   std::string method = "clip-refine", precision = "auto";  // --modality train
+  int micro_batch = 0;
   int batch = 32, warmup = 2, iterations = 0, text_tokens = 77, matmul_size = 2048;
   double seconds = 10.0;
   bool json_output = false;
@@ -313,6 +314,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
       options.objective.method = parse_refine_method(p.method);
       options.precision = parse_training_precision(p.precision);
       options.batch_size = p.batch;
+      options.micro_batch_size = p.micro_batch;
       const bool bf16 = options.precision == TrainingPrecision::kBFloat16 ||
                         (options.precision == TrainingPrecision::kAuto && device.is_cuda());
       ClipModel teacher{nullptr};
@@ -360,6 +362,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
       // Student forward + backward (3x forward) and the teacher's forward.
       flops_per_item = model_flops * (teacher ? 4.0 : 3.0);
       out["method"] = refine_method_name(options.objective.method);
+      out["micro_batch"] = p.micro_batch;
       out["precision"] = bf16 ? "bf16" : "fp32";
       out["text_tokens"] = p.text_tokens;
 #ifdef REFINERY_HAVE_CUDA_ALLOCATOR
@@ -560,6 +563,9 @@ int run(int argc, char** argv) {
                         "image, text, train (one CLIP-Refine optimizer step per batch) or matmul")
       ->capture_default_str();
   bench_cmd->add_option("--method", bench.method, "--modality train: the objective")->capture_default_str();
+  bench_cmd->add_option("--micro-batch", bench.micro_batch,
+                        "--modality train: pairs per forward/backward pass (gradient caching; 0 = the whole batch)")
+      ->capture_default_str();
   bench_cmd->add_option("--precision", bench.precision, "--modality train: auto (bf16 on CUDA), fp32 or bf16")
       ->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Items per forward pass")->capture_default_str();
