@@ -8,14 +8,14 @@ namespace refinery {
 
 JobMetrics::JobMetrics(MetricsRegistry& r)
     : jobs_(r.gauge("refinery_jobs", "Refine jobs by state", {"state"})),
-      step_(r.gauge("refinery_job_step", "Steps done by the running job", {"job"})),
-      total_steps_(r.gauge("refinery_job_total_steps", "Steps the running job will take", {"job"})),
+      step_(r.gauge("refinery_job_step", "Steps done by the running job", {"job_id"})),
+      total_steps_(r.gauge("refinery_job_total_steps", "Steps the running job will take", {"job_id"})),
       loss_(r.gauge("refinery_job_loss", "The running job's latest training loss, by term (total, rafa, hycd, contrastive, align)",
-                    {"job", "term"})),
-      lr_(r.gauge("refinery_job_learning_rate", "The running job's learning rate", {"job"})),
-      samples_per_second_(r.gauge("refinery_job_samples_per_second", "The running job's training throughput (latest step)", {"job"})),
-      data_seconds_(r.gauge("refinery_job_data_seconds", "Time the running job's latest step waited for data", {"job"})),
-      eval_(r.gauge("refinery_job_eval", "The running job's latest evaluation on its validation split", {"job", "metric"})),
+                    {"job_id", "term"})),
+      lr_(r.gauge("refinery_job_learning_rate", "The running job's learning rate", {"job_id"})),
+      samples_per_second_(r.gauge("refinery_job_samples_per_second", "The running job's training throughput (latest step)", {"job_id"})),
+      data_seconds_(r.gauge("refinery_job_data_seconds", "Time the running job's latest step waited for data", {"job_id"})),
+      eval_(r.gauge("refinery_job_eval", "The running job's latest evaluation on its validation split", {"job_id", "metric"})),
       steps_total_(r.counter("refinery_job_steps_total", "Training steps done by all jobs")),
       samples_total_(r.counter("refinery_job_samples_total", "Training pairs processed by all jobs")),
       images_skipped_(r.counter("refinery_job_images_skipped_total", "Training images skipped because they failed to decode")) {}

@@ -1,5 +1,6 @@
 // Prometheus metrics of refine jobs: jobs by state, and for the running job
-// its step, losses, learning rate, throughput and data-loading time.
+// its step, losses, learning rate, throughput and data-loading time. The
+// per-job label is `job_id`: `job` is the one Prometheus gives the target.
 #pragma once
 #include <cstdint>
 #include <map>

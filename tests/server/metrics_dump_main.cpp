@@ -14,6 +14,8 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/refine_trainer.h"
+#include "server/job_metrics.h"
 #include "server/metrics_http_server.h"
 #include "server/metrics_registry.h"
 #include "server/process_metrics.h"
@@ -66,6 +68,23 @@ void fill(refinery::MetricsRegistry& registry) {
   registry.add_collector([&scrapes] { scrapes.inc(); });
 
   register_process_metrics(registry);
+  // Refine-job metrics as refineryd exposes them while a job runs.
+  JobMetrics jobs(registry);
+  jobs.set_jobs_by_state({{"QUEUED", 1}, {"RUNNING", 1}, {"SUCCEEDED", 3}, {"FAILED", 0}});
+  StepReport step;
+  step.step = 12;
+  step.total_steps = 231;
+  step.loss = 2.5;
+  step.loss_rafa = 2.0;
+  step.loss_hycd = 0.5;
+  step.loss_contrastive = std::numeric_limits<double>::quiet_NaN();  // unused by the method: not exported
+  step.lr = 1e-6;
+  step.samples_per_second = 1.7;
+  step.data_seconds = 0.01;
+  step.batch_rows = 32;
+  jobs.record_step("job-0123456789ab", step);
+  jobs.record_eval("job-0123456789ab", {{"modality_gap", 0.00133}, {"t2i_r1", 0.306}});
+  jobs.record_images_skipped(2);
 }
 
 int serve(const refinery::MetricsRegistry& registry, const std::string& listen) {
