@@ -152,11 +152,8 @@ void JobManager::refresh_state_metrics() {
 }
 
 v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& client_request_id) {
-  if (!client_request_id.empty()) {
-    for (const v1::Job& j : store_->list_jobs()) {
-      if (j.client_request_id() == client_request_id) return j;  // a retried submit
-    }
-  }
+  // A retried submit gets its first job back, without validating again.
+  if (auto existing = store_->find_by_request_id(client_request_id)) return *existing;
   if (raw_spec.base_model().empty()) throw invalid_argument("base_model is required (--base)");
   if (raw_spec.data().empty()) throw invalid_argument("data is required (--data coco:ANN.json:IMAGES | csv:FILE | jsonl:FILE)");
   const ModelEntry base = models_.resolve(raw_spec.base_model());
@@ -172,12 +169,9 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
                            " training images (after the validation split), fewer than batch_size " +
                            std::to_string(options.batch_size));
   }
-  {
-    int queued = 0;
-    for (const v1::Job& j : store_->list_jobs({v1::JOB_STATE_QUEUED})) (void)j, ++queued;
-    if (queued >= options_.max_queued_jobs) {
-      throw resource_exhausted(std::to_string(queued) + " jobs are queued already (the limit)");
-    }
+  const size_t queued = store_->list_jobs({v1::JOB_STATE_QUEUED}).size();
+  if (queued >= static_cast<size_t>(options_.max_queued_jobs)) {
+    throw resource_exhausted(std::to_string(queued) + " jobs are queued already (--max-queued-jobs)");
   }
   v1::Job job;
   job.set_id(new_job_id());

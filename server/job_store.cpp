@@ -330,6 +330,15 @@ std::optional<Job> JobStore::get_job(const std::string& id) const {
   return db_->read_job(q, 0, 1, id);
 }
 
+std::optional<Job> JobStore::find_by_request_id(const std::string& client_request_id) const {
+  if (client_request_id.empty()) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement q = db_->prepare("SELECT id, last_seq, job FROM jobs WHERE client_request_id = ?");
+  q.bind(1, client_request_id);
+  if (!q.step()) return std::nullopt;
+  return db_->read_job(q, 1, 2, q.text(0));
+}
+
 std::vector<Job> JobStore::list_jobs(const std::vector<refinery::v1::JobState>& states) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Job> jobs;

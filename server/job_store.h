@@ -53,6 +53,8 @@ class JobStore {
   // `inserted` may be null.
   refinery::v1::Job insert_job(const refinery::v1::Job& job, bool* inserted = nullptr);
   std::optional<refinery::v1::Job> get_job(const std::string& id) const;
+  // The job submitted with this (non-empty) client request id, if any.
+  std::optional<refinery::v1::Job> find_by_request_id(const std::string& client_request_id) const;
   // Oldest first (created_unix_ms, then insertion order); empty = all states.
   std::vector<refinery::v1::Job> list_jobs(const std::vector<refinery::v1::JobState>& states = {}) const;
   // Replaces the job with job.id() (its last_seq is kept). NOT_FOUND when missing.

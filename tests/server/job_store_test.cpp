@@ -213,6 +213,10 @@ TEST(JobStore, RepeatedRequestIdReturnsTheFirstJob) {
   EXPECT_EQ(second.last_seq(), 1);
   EXPECT_FALSE(store.get_job("j2").has_value());
   EXPECT_EQ(store.list_jobs().size(), 1u);
+  ASSERT_TRUE(store.find_by_request_id("req-1").has_value());
+  EXPECT_EQ(store.find_by_request_id("req-1")->id(), "j1");
+  EXPECT_FALSE(store.find_by_request_id("req-2").has_value());
+  EXPECT_FALSE(store.find_by_request_id("").has_value());
 
   // No request id: every submit is a new job.
   store.insert_job(make_job("j3"), &inserted);
