@@ -2,6 +2,7 @@
 // with --json, aligned human text otherwise, and exactly one
 // "refinery: error: ..." line on stderr per failure.
 #pragma once
+#include "refinery/grpc_code_name.h"
 
 #include <grpcpp/support/status.h>
 
@@ -18,7 +19,6 @@ namespace refinery::client {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-const char* grpc_code_name(grpc::StatusCode code);
 
 // Compact, one line: callers pipe it to jq or read it line by line.
 void print_json(const nlohmann::ordered_json& value);

@@ -15,7 +15,6 @@
 
 namespace refinery {
 
-const char* grpc_code_name(grpc::StatusCode code);
 
 // The call's deadline and liveness, for the batcher.
 inline CallControl call_control(grpc::ServerContext* context) {

@@ -7,12 +7,12 @@
 #include <exception>
 
 #include "core/error.h"
+#include "refinery/grpc_code_name.h"
 
 namespace refinery {
 
 grpc::StatusCode to_grpc_code(ErrorCode code);
 // Maps the exception in `error` to a status whose message names the culprit.
 grpc::Status to_grpc_status(const std::exception_ptr& error);
-const char* grpc_code_name(grpc::StatusCode code);
 
 }  // namespace refinery
