@@ -18,8 +18,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "core/vector_index.h"
+#include "core/base/error.h"
+#include "core/index/vector_index.h"
 
 namespace {
 

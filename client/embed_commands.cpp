@@ -14,8 +14,8 @@
 #include "client/proto_json.h"
 #include "client/request_chunks.h"
 #include "client/server_connection.h"
-#include "core/error.h"
-#include "core/safetensors.h"
+#include "core/base/error.h"
+#include "core/safetensors/safetensors.h"
 #include "refinery/v1/embedding.grpc.pb.h"
 
 namespace refinery::client {

@@ -10,7 +10,7 @@
 #include "client/commands.h"
 #include "client/output.h"
 #include "client/server_connection.h"
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery::client {
 namespace {

@@ -16,7 +16,7 @@
 #include "client/proto_json.h"
 #include "client/request_chunks.h"
 #include "client/server_connection.h"
-#include "core/error.h"
+#include "core/base/error.h"
 #include "refinery/v1/index.grpc.pb.h"
 
 namespace refinery::client {

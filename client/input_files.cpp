@@ -6,7 +6,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery::client {
 

@@ -22,7 +22,7 @@
 #include "client/job_display.h"
 #include "client/output.h"
 #include "client/server_connection.h"
-#include "core/error.h"
+#include "core/base/error.h"
 #include "refinery/v1/job.grpc.pb.h"
 
 namespace refinery::client {

@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "client/client_errors.h"
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery::client {
 

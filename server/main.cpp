@@ -8,29 +8,55 @@
 
 #include <CLI/CLI.hpp>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <set>
 
-#include "core/error.h"
-#include "core/torch_runtime.h"
-#include "server/embedding_engine.h"
-#include "server/embedding_service.h"
-#include "server/index_registry.h"
-#include "server/index_service.h"
-#include "server/job_manager.h"
-#include "server/job_metrics.h"
-#include "server/job_service.h"
-#include "server/log.h"
-#include "server/metrics_http_server.h"
-#include "server/metrics_registry.h"
-#include "server/model_registry.h"
-#include "server/model_service.h"
-#include "server/process_metrics.h"
-#include "server/server_config.h"
-#include "server/server_metrics.h"
-#include "server/worker_pool.h"
+#include "core/base/error.h"
+#include "core/runtime/torch_runtime.h"
+#include "server/embedding/embedding_engine.h"
+#include "server/embedding/embedding_metrics.h"
+#include "server/embedding/embedding_service.h"
+#include "server/index/index_registry.h"
+#include "server/index/index_service.h"
+#include "server/jobs/job_manager.h"
+#include "server/jobs/job_metrics.h"
+#include "server/jobs/job_service.h"
+#include "server/metrics/metrics_http_server.h"
+#include "server/metrics/metrics_registry.h"
+#include "server/metrics/process_metrics.h"
+#include "server/models/model_registry.h"
+#include "server/models/model_service.h"
+#include "server/runtime/log.h"
+#include "server/runtime/rpc_metrics.h"
+#include "server/runtime/server_config.h"
+#include "server/runtime/worker_pool.h"
 
 namespace refinery {
 namespace {
+
+// Sets one series per key of `values` and drops the series of keys gone
+// since the last call (a deleted model, a reclaimed queue, a dropped index).
+class GaugeSeries {
+ public:
+  explicit GaugeSeries(GaugeFamily& family) : family_(family) {}
+  template <typename Map>
+  void set(const Map& values) {
+    std::set<std::string> now;
+    for (const auto& [key, value] : values) {
+      family_.with({key}).set(static_cast<double>(value));
+      now.insert(key);
+    }
+    for (const auto& key : shown_) {
+      if (now.count(key) == 0) family_.remove({key});
+    }
+    shown_ = std::move(now);
+  }
+
+ private:
+  GaugeFamily& family_;
+  std::set<std::string> shown_;
+};
 
 // Flags override the config file: read --config first, then parse the rest
 // into the same struct.
@@ -101,7 +127,8 @@ int run(int argc, char** argv) {
   if (!cfg.config_file.empty()) log_info("config file %s", cfg.config_file.c_str());
 
   MetricsRegistry metrics_registry;
-  ServerMetrics metrics(metrics_registry);
+  RpcMetrics rpc_metrics(metrics_registry);
+  EmbeddingMetrics embedding_metrics(metrics_registry);
   register_process_metrics(metrics_registry);
   metrics_registry.gauge("refinery_build_info", "Build information (value 1)", {"version", "torch", "device"})
       .with({REFINERY_VERSION, runtime.torch_version, device})
@@ -120,20 +147,23 @@ int run(int argc, char** argv) {
            models.default_ref().empty() ? "(none)" : models.default_ref().c_str());
   IndexRegistry indexes(cfg.data_dir);
   WorkerPool pool(cfg.preprocess_threads);
-  EmbeddingEngine engine(models, pool, cfg.batcher, [&metrics](const BatchStats& s) { metrics.record_batch(s); });
+  EmbeddingEngine engine(models, pool, cfg.batcher, [&embedding_metrics](const BatchStats& s) { embedding_metrics.record_batch(s); });
 
-  auto& queue_gauge = metrics_registry.gauge("refinery_queue_items", "Items waiting in a batcher queue", {"queue"});
+  GaugeSeries queue_items(
+      metrics_registry.gauge("refinery_queue_items", "Items waiting in a batcher queue", {"queue"}));
   auto& registered = metrics_registry.gauge("refinery_models_registered", "Models in the registry");
   auto& loaded = metrics_registry.gauge("refinery_models_loaded", "Models whose weights are loaded");
-  auto& model_bytes = metrics_registry.gauge("refinery_model_memory_bytes", "Weights of a loaded model", {"model"});
-  auto& index_items = metrics_registry.gauge("refinery_index_items", "Items in a vector index", {"index"});
+  GaugeSeries model_bytes(metrics_registry.gauge("refinery_model_memory_bytes", "Weights of a loaded model", {"model"}));
+  GaugeSeries index_items(metrics_registry.gauge("refinery_index_items", "Items in a vector index", {"index"}));
   metrics_registry.add_collector([&] {
-    for (const auto& [queue, items] : engine.queue_depths()) queue_gauge.with({queue}).set(items);
+    queue_items.set(engine.queue_depths());
     registered.with().set(static_cast<double>(models.list().size()));
     const auto in_memory = models.loaded_models();
     loaded.with().set(static_cast<double>(in_memory.size()));
-    for (const auto& [ref, bytes] : in_memory) model_bytes.with({ref}).set(static_cast<double>(bytes));
-    for (const auto& info : indexes.list()) index_items.with({info.name}).set(static_cast<double>(info.size));
+    model_bytes.set(in_memory);
+    std::map<std::string, size_t> sizes;
+    for (const auto& info : indexes.list()) sizes[info.name] = info.size;
+    index_items.set(sizes);
   });
 
   JobMetrics job_metrics(metrics_registry);
@@ -145,10 +175,10 @@ int run(int argc, char** argv) {
   JobManager jobs(jo, models, &job_metrics);
   jobs.start();
 
-  ModelServiceImpl model_service(models, &metrics);
-  JobServiceImpl job_service(jobs, &metrics);
-  EmbeddingServiceImpl embedding_service(engine, cfg, &metrics);
-  IndexServiceImpl index_service(indexes, engine, models, cfg, &metrics);
+  ModelServiceImpl model_service(models, &rpc_metrics);
+  JobServiceImpl job_service(jobs, &rpc_metrics);
+  EmbeddingServiceImpl embedding_service(engine, cfg, &rpc_metrics, &embedding_metrics);
+  IndexServiceImpl index_service(indexes, engine, models, cfg, &rpc_metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -1,4 +1,4 @@
-#include "core/assets.h"
+#include "core/base/assets.h"
 
 #include <cstdlib>
 

@@ -1,4 +1,4 @@
-#include "core/checkpoint_reader.h"
+#include "core/checkpoint/checkpoint_reader.h"
 
 #include <sys/stat.h>
 #include <torch/script.h>
@@ -11,8 +11,8 @@
 #include <set>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/safetensors.h"
+#include "core/base/error.h"
+#include "core/safetensors/safetensors.h"
 
 namespace refinery {
 namespace {

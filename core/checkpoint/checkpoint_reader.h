@@ -7,9 +7,9 @@
 #include <map>
 #include <string>
 
-#include "core/clip_config.h"
-#include "core/clip_model.h"
-#include "core/state_dict.h"
+#include "core/checkpoint/state_dict.h"
+#include "core/model/clip_config.h"
+#include "core/model/clip_model.h"
 
 namespace refinery {
 

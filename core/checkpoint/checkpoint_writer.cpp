@@ -1,4 +1,4 @@
-#include "core/checkpoint_writer.h"
+#include "core/checkpoint/checkpoint_writer.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -9,10 +9,10 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "core/checkpoint_reader.h"
-#include "core/error.h"
-#include "core/safetensors.h"
-#include "core/state_dict.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/checkpoint/state_dict.h"
+#include "core/safetensors/safetensors.h"
 
 namespace refinery {
 namespace {

@@ -6,7 +6,7 @@
 #include <map>
 #include <string>
 
-#include "core/clip_model.h"
+#include "core/model/clip_model.h"
 
 namespace refinery {
 

@@ -2,8 +2,8 @@
 
 #include <regex>
 
-#include "core/error.h"
-#include "core/state_dict.h"
+#include "core/base/error.h"
+#include "core/checkpoint/state_dict.h"
 
 namespace refinery {
 namespace {

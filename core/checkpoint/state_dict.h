@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 
-#include "core/clip_config.h"
+#include "core/model/clip_config.h"
 
 namespace refinery {
 

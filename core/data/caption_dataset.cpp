@@ -1,4 +1,4 @@
-#include "core/caption_dataset.h"
+#include "core/data/caption_dataset.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,7 +10,7 @@
 #include <system_error>
 #include <unordered_map>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

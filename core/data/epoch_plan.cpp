@@ -1,4 +1,4 @@
-#include "core/epoch_plan.h"
+#include "core/data/epoch_plan.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <sstream>
 #include <utility>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/training_data_loader.h"
+#include "core/data/training_data_loader.h"
 
 #include <torch/torch.h>
 
@@ -8,9 +8,9 @@
 #include <exception>
 #include <utility>
 
-#include "core/bpe_tokenizer.h"
-#include "core/error.h"
-#include "core/image_decoder.h"
+#include "core/base/error.h"
+#include "core/image/image_decoder.h"
+#include "core/text/bpe_tokenizer.h"
 
 namespace refinery {
 namespace {

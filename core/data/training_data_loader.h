@@ -22,9 +22,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/caption_dataset.h"
-#include "core/epoch_plan.h"
-#include "core/image_preprocessor.h"
+#include "core/data/caption_dataset.h"
+#include "core/data/epoch_plan.h"
+#include "core/image/image_preprocessor.h"
 
 namespace refinery {
 

@@ -1,12 +1,12 @@
-#include "core/embedder.h"
+#include "core/embedding/embedder.h"
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <exception>
 
-#include "core/error.h"
-#include "core/image_decoder.h"
+#include "core/base/error.h"
+#include "core/image/image_decoder.h"
 
 namespace refinery {
 

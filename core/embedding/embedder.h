@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "core/bpe_tokenizer.h"
-#include "core/clip_model.h"
-#include "core/image_preprocessor.h"
+#include "core/image/image_preprocessor.h"
+#include "core/model/clip_model.h"
+#include "core/text/bpe_tokenizer.h"
 
 namespace refinery {
 

@@ -1,4 +1,4 @@
-#include "core/alignment_metrics.h"
+#include "core/eval/alignment_metrics.h"
 
 #include <torch/torch.h>
 
@@ -7,7 +7,7 @@
 #include <limits>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/image_decoder.h"
+#include "core/image/image_decoder.h"
 
 #include <algorithm>
 #include <climits>
@@ -8,7 +8,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 

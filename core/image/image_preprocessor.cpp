@@ -1,11 +1,11 @@
-#include "core/image_preprocessor.h"
+#include "core/image/image_preprocessor.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 // The coefficients must be computed with exactly Pillow's double arithmetic:
 // no fused multiply-add contraction. GCC does not contract in ISO C++ mode

@@ -26,7 +26,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/image_decoder.h"
+#include "core/image/image_decoder.h"
 
 namespace refinery {
 

@@ -1,4 +1,4 @@
-#include "core/vector_index.h"
+#include "core/index/vector_index.h"
 
 #include <fcntl.h>
 #include <omp.h>
@@ -25,7 +25,7 @@
 #include <faiss/utils/Heap.h>
 #include <faiss/utils/distances.h>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 // Persistence protocol of save(dir). Files live in `dir`:
 //   vectors.f32    slots x dim float32 (native byte order), L2-normalised

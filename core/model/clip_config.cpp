@@ -1,4 +1,4 @@
-#include "core/clip_config.h"
+#include "core/model/clip_config.h"
 
 #include <dirent.h>
 
@@ -9,8 +9,8 @@
 #include <set>
 #include <sstream>
 
-#include "core/assets.h"
-#include "core/error.h"
+#include "core/base/assets.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

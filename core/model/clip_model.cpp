@@ -1,4 +1,4 @@
-#include "core/clip_model.h"
+#include "core/model/clip_model.h"
 
 #include <torch/torch.h>
 

@@ -12,7 +12,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
-#include "core/clip_config.h"
+#include "core/model/clip_config.h"
 
 namespace refinery {
 

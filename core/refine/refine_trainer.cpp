@@ -1,4 +1,4 @@
-#include "core/refine_trainer.h"
+#include "core/refine/refine_trainer.h"
 
 #include <chrono>
 #include <cmath>
@@ -7,16 +7,16 @@
 
 #include <torch/torch.h>
 
-#include "core/adamw.h"
-#include "core/alignment_metrics.h"
-#include "core/autocast_guard.h"
-#include "core/checkpoint_reader.h"
-#include "core/bpe_tokenizer.h"
-#include "core/epoch_plan.h"
-#include "core/error.h"
-#include "core/rafa_loss.h"
-#include "core/refine_step.h"
-#include "core/training_data_loader.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/data/epoch_plan.h"
+#include "core/data/training_data_loader.h"
+#include "core/eval/alignment_metrics.h"
+#include "core/runtime/autocast_guard.h"
+#include "core/text/bpe_tokenizer.h"
+#include "core/train/adamw.h"
+#include "core/train/rafa_loss.h"
+#include "core/train/refine_step.h"
 
 namespace refinery {
 namespace {

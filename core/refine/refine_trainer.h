@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 #include <c10/core/Device.h>
-#include "core/caption_dataset.h"
-#include "core/clip_model.h"
-#include "core/refine_options.h"
-#include "core/training_checkpoint.h"
+#include "core/data/caption_dataset.h"
+#include "core/model/clip_model.h"
+#include "core/train/refine_options.h"
+#include "core/train/training_checkpoint.h"
 
 namespace refinery {
 

@@ -1,4 +1,4 @@
-#include "core/torch_runtime.h"
+#include "core/runtime/torch_runtime.h"
 
 #include <dlfcn.h>
 #include <malloc.h>
@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <thread>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

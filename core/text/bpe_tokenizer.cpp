@@ -1,6 +1,6 @@
 // See bpe_tokenizer.h. The reference is OpenAI CLIP's simple_tokenizer.py;
 // comments name the Python each part reproduces.
-#include "core/bpe_tokenizer.h"
+#include "core/text/bpe_tokenizer.h"
 
 #include <utf8proc.h>
 #include <zlib.h>
@@ -13,9 +13,9 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "core/assets.h"
-#include "core/error.h"
-#include "core/text_cleaner.h"
+#include "core/base/assets.h"
+#include "core/base/error.h"
+#include "core/text/text_cleaner.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/html_entities.h"
+#include "core/text/html_entities.h"
 
 namespace refinery {
 

@@ -1,7 +1,6 @@
 // See text_cleaner.h. Each rule names the Python it reproduces; where a detail
 // looks arbitrary, it is because the reference does it that way.
-#include "core/text_cleaner.h"
-#include "core/html_entities.h"
+#include "core/text/text_cleaner.h"
 
 #include <utf8proc.h>
 
@@ -13,7 +12,8 @@
 #include <string>
 #include <unordered_map>
 
-#include "core/error.h"
+#include "core/base/error.h"
+#include "core/text/html_entities.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/adamw.h"
+#include "core/train/adamw.h"
 
 #include <cmath>
 

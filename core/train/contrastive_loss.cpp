@@ -1,10 +1,10 @@
-#include "core/contrastive_loss.h"
+#include "core/train/contrastive_loss.h"
 
 #include <torch/torch.h>
 
 #include <sstream>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

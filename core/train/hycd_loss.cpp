@@ -1,11 +1,11 @@
-#include "core/hycd_loss.h"
+#include "core/train/hycd_loss.h"
 
 #include <torch/torch.h>
 
 #include <cmath>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/rafa_loss.h"
+#include "core/train/rafa_loss.h"
 
 #include <torch/torch.h>
 
@@ -6,7 +6,7 @@
 #include <sstream>
 #include <vector>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

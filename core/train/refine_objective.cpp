@@ -1,10 +1,10 @@
-#include "core/refine_objective.h"
+#include "core/train/refine_objective.h"
 
 #include <torch/torch.h>
 
 #include <cmath>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

@@ -12,9 +12,9 @@
 
 #include <string>
 
-#include "core/contrastive_loss.h"
-#include "core/hycd_loss.h"
-#include "core/rafa_loss.h"
+#include "core/train/contrastive_loss.h"
+#include "core/train/hycd_loss.h"
+#include "core/train/rafa_loss.h"
 
 namespace refinery {
 

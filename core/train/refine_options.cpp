@@ -1,9 +1,9 @@
-#include "core/refine_options.h"
+#include "core/train/refine_options.h"
 
 #include <cmath>
 #include <sstream>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

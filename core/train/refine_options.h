@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include "core/refine_objective.h"
+#include "core/train/refine_objective.h"
 
 namespace refinery {
 

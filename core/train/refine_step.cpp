@@ -1,13 +1,13 @@
-#include "core/refine_step.h"
+#include "core/train/refine_step.h"
 
 #include <chrono>
 #include <limits>
 
 #include <torch/torch.h>
 
-#include "core/autocast_guard.h"
-#include "core/rafa_loss.h"
-#include "core/refine_objective.h"
+#include "core/runtime/autocast_guard.h"
+#include "core/train/rafa_loss.h"
+#include "core/train/refine_objective.h"
 
 namespace refinery {
 namespace {

@@ -5,9 +5,9 @@
 #pragma once
 #include <cstdint>
 #include <c10/core/Device.h>
-#include "core/adamw.h"
-#include "core/clip_model.h"
-#include "core/refine_options.h"
+#include "core/model/clip_model.h"
+#include "core/train/adamw.h"
+#include "core/train/refine_options.h"
 
 namespace refinery {
 

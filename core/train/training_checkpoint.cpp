@@ -1,4 +1,4 @@
-#include "core/training_checkpoint.h"
+#include "core/train/training_checkpoint.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,10 +11,10 @@
 
 #include <torch/torch.h>
 
-#include "core/checkpoint_reader.h"
-#include "core/checkpoint_writer.h"
-#include "core/error.h"
-#include "core/safetensors.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/checkpoint/checkpoint_writer.h"
+#include "core/safetensors/safetensors.h"
 
 namespace fs = std::filesystem;
 

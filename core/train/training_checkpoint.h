@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 #include <nlohmann/json.hpp>
-#include "core/adamw.h"
-#include "core/clip_model.h"
+#include "core/model/clip_model.h"
+#include "core/train/adamw.h"
 
 namespace refinery {
 

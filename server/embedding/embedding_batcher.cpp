@@ -1,10 +1,10 @@
-#include "server/embedding_batcher.h"
+#include "server/embedding/embedding_batcher.h"
 
 #include <torch/torch.h>
 
-#include "core/error.h"
-#include "server/log.h"
-#include "server/model_registry.h"
+#include "core/base/error.h"
+#include "server/models/model_registry.h"
+#include "server/runtime/log.h"
 
 namespace refinery {
 
@@ -45,6 +45,11 @@ int EmbeddingBatcher::queued_items() const {
   return queued_items_;
 }
 
+bool EmbeddingBatcher::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.empty() && !running_;
+}
+
 std::future<BatchResult> EmbeddingBatcher::submit(at::Tensor inputs, CallControl control) {
   auto p = std::make_unique<Pending>();
   p->inputs = std::move(inputs);
@@ -55,6 +60,12 @@ std::future<BatchResult> EmbeddingBatcher::submit(at::Tensor inputs, CallControl
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) throw Error(ErrorCode::kFailedPrecondition, "the server is shutting down");
+    if (n > options_.max_queue_items) {
+      throw invalid_argument(std::string("a call of ") + std::to_string(n) + " " + modality_name(modality_) +
+                             " items is larger than the whole queue of " + model_ref_ + " (" +
+                             std::to_string(options_.max_queue_items) +
+                             " items, --max-queue-items); split it into calls of at most that many");
+    }
     if (queued_items_ + n > options_.max_queue_items) {
       throw resource_exhausted(std::string("the ") + modality_name(modality_) + " queue of " + model_ref_ + " is full (" +
                                std::to_string(queued_items_) + " items queued, limit " +
@@ -96,10 +107,12 @@ void EmbeddingBatcher::loop() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      running_ = true;
     }
     const int served = static_cast<int>(batch.size());
     run_batch(batch);
     std::lock_guard<std::mutex> lock(mu_);
+    running_ = false;
     last_batch_end_ = Clock::now();
     // Who is likely in flight now: those just served (they come back) and
     // those still queued.
@@ -129,6 +142,7 @@ void EmbeddingBatcher::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
     at::Tensor output;
     Clock::time_point t0;
     double inference_ms = 0;
+    double logit_scale = 0;
     int items = 0;
     {
       auto model = registry_.acquire(model_ref_);  // reloads if it was unloaded meanwhile
@@ -136,6 +150,7 @@ void EmbeddingBatcher::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
       t0 = Clock::now();
       torch::InferenceMode guard;
       const auto device_type = model->model->logit_scale.device();
+      logit_scale = model->model->logit_scale.exp().item<double>();
       auto all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
       items = static_cast<int>(all.size(0));
       std::vector<at::Tensor> parts;
@@ -156,6 +171,7 @@ void EmbeddingBatcher::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
       r.embeddings = live.size() == 1 ? output : output.narrow(0, row, n).clone();
       r.queue_ms = ms_between(p->enqueued, t0);  // includes waiting for the device
       r.inference_ms = inference_ms;
+      r.logit_scale = logit_scale;
       r.batch_size = items;
       row += n;
       p->promise.set_value(std::move(r));

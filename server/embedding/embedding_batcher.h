@@ -35,6 +35,7 @@ struct CallControl {
 
 struct BatchResult {
   at::Tensor embeddings;  // [n, D] float32 on CPU, raw projected features
+  double logit_scale = 0;  // exp(logit_scale) of the weights that computed them
   double queue_ms = 0;
   double inference_ms = 0;
   int batch_size = 0;
@@ -62,8 +63,11 @@ class EmbeddingBatcher {
   ~EmbeddingBatcher();  // drains: queued calls still get answers
 
   // inputs: tokens [n, L] int32 (text) or pixels [n, 3, S, S] float (image).
+  // A full queue is RESOURCE_EXHAUSTED (retry later); a call larger than the
+  // whole queue can never fit and is INVALID_ARGUMENT (split it).
   std::future<BatchResult> submit(at::Tensor inputs, CallControl control);
   int queued_items() const;
+  bool idle() const;  // nothing queued and no batch running
   void stop();  // finish what is queued, accept nothing more
 
  private:
@@ -89,6 +93,7 @@ class EmbeddingBatcher {
   int queued_items_ = 0;
   Clock::time_point last_batch_end_{};
   int expected_calls_ = 0;  // calls likely in flight after the last batch
+  bool running_ = false;    // a batch is being computed
   bool stopping_ = false;
   std::thread worker_;
 };

@@ -1,35 +1,25 @@
-#include "server/embedding_engine.h"
+#include "server/embedding/embedding_engine.h"
 
 #include <torch/torch.h>
 
-#include "core/bpe_tokenizer.h"
-#include "core/error.h"
-#include "core/image_decoder.h"
-#include "core/image_preprocessor.h"
-#include "server/model_registry.h"
-#include "server/worker_pool.h"
+#include "core/base/error.h"
+#include "core/image/image_decoder.h"
+#include "core/image/image_preprocessor.h"
+#include "core/text/bpe_tokenizer.h"
+#include "server/models/model_registry.h"
+#include "server/runtime/worker_pool.h"
 
 namespace refinery {
 namespace {
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-const ImagePreprocessor& preprocessor_for(int size) {
-  // One per image size, built once: the LUTs are per-size-independent but
-  // options carry the size.
-  static std::mutex mu;
-  static std::map<int, std::unique_ptr<ImagePreprocessor>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& p = cache[size];
-  if (!p) {
-    ImagePreprocessorOptions o;
-    o.size = size;
-    p = std::make_unique<ImagePreprocessor>(o);
-  }
-  return *p;
-}
-
 }  // namespace
+
+struct EmbeddingEngine::Lane {
+  std::unique_ptr<EmbeddingBatcher> batcher;
+  std::unique_ptr<ImagePreprocessor> preprocessor;  // images only
+};
 
 EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, BatcherConfig config,
                                  std::function<void(const BatchStats&)> on_batch)
@@ -40,43 +30,81 @@ EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, Batc
 EmbeddingEngine::~EmbeddingEngine() { shutdown(); }
 
 void EmbeddingEngine::shutdown() {
-  std::map<std::pair<std::string, Modality>, std::unique_ptr<EmbeddingBatcher>> batchers;
+  std::map<std::pair<std::string, Modality>, std::shared_ptr<Lane>> lanes;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopped_ = true;
-    batchers.swap(batchers_);
+    lanes.swap(lanes_);
   }
-  for (auto& [key, b] : batchers) b->stop();
+  for (auto& [key, lane] : lanes) lane->batcher->stop();
 }
 
-EmbeddingBatcher& EmbeddingEngine::batcher(const std::string& ref, Modality modality) {
-  std::lock_guard<std::mutex> lock(mu_);
+ModelEntry EmbeddingEngine::resolve(const std::string& model) const { return registry_.resolve(model); }
+
+void EmbeddingEngine::reclaim_locked() {
+  const uint64_t unloads = registry_.unloads();
+  if (unloads == reclaimed_at_) return;
+  bool busy_left = false;
+  for (auto it = lanes_.begin(); it != lanes_.end();) {
+    bool loaded = false;
+    try {
+      loaded = registry_.is_loaded(it->first.first);
+    } catch (const Error&) {  // removed from the registry
+    }
+    if (loaded) {
+      ++it;
+    } else if (it->second->batcher->idle()) {
+      // Submits happen under mu_, so nothing can arrive before stop().
+      it->second->batcher->stop();
+      it = lanes_.erase(it);
+    } else {
+      busy_left = true;  // its queued calls reload the model; try again on a later call
+      ++it;
+    }
+  }
+  if (!busy_left) reclaimed_at_ = unloads;
+}
+
+std::shared_ptr<EmbeddingEngine::Lane> EmbeddingEngine::lane_locked(const ModelEntry& entry, Modality modality) {
   if (stopped_) throw failed_precondition("the server is shutting down");
-  auto& b = batchers_[{ref, modality}];
-  if (!b) {
+  reclaim_locked();
+  auto& lane = lanes_[{entry.ref(), modality}];
+  if (!lane) {
+    auto fresh = std::make_shared<Lane>();
     EmbeddingBatcherOptions o;
     o.max_batch = modality == Modality::kText ? config_.max_batch_texts : config_.max_batch_images;
     o.max_wait_ms = config_.max_wait_ms;
     o.max_queue_items = config_.max_queue_items;
-    b = std::make_unique<EmbeddingBatcher>(ref, modality, o, registry_, device_mutex_, on_batch_);
+    fresh->batcher = std::make_unique<EmbeddingBatcher>(entry.ref(), modality, o, registry_, device_mutex_, on_batch_);
+    if (modality == Modality::kImage) {
+      ImagePreprocessorOptions po;
+      po.size = entry.config.vision.image_size;
+      fresh->preprocessor = std::make_unique<ImagePreprocessor>(po);
+    }
+    lane = std::move(fresh);
   }
-  return *b;
+  return lane;
 }
 
-std::map<std::string, int> EmbeddingEngine::queue_depths() const {
+std::map<std::string, int> EmbeddingEngine::queue_depths() {
   std::lock_guard<std::mutex> lock(mu_);
+  reclaim_locked();
   std::map<std::string, int> out;
-  for (const auto& [key, b] : batchers_) out[key.first + "/" + modality_name(key.second)] = b->queued_items();
+  for (const auto& [key, lane] : lanes_) out[key.first + "/" + modality_name(key.second)] = lane->batcher->queued_items();
   return out;
 }
 
-EmbedOutput EmbeddingEngine::run(const std::string& ref, Modality modality, at::Tensor inputs,
+EmbedOutput EmbeddingEngine::run(const ModelEntry& entry, Modality modality, at::Tensor inputs,
                                  const CallControl& control, double preprocess_ms) {
-  auto future = batcher(ref, modality).submit(std::move(inputs), control);
+  std::future<BatchResult> future;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    future = lane_locked(entry, modality)->batcher->submit(std::move(inputs), control);
+  }
   BatchResult r = future.get();  // rethrows the batch's error, if any
   EmbedOutput out;
-  out.model_ref = ref;
-  out.model = registry_.acquire(ref);
+  out.model_ref = entry.ref();
+  out.logit_scale = r.logit_scale;
   out.embeddings = std::move(r.embeddings);
   out.timing.preprocess_ms = preprocess_ms;
   out.timing.queue_ms = r.queue_ms;
@@ -98,7 +126,7 @@ EmbedOutput EmbeddingEngine::embed_texts(const std::string& model, const std::ve
     throw Error(e.code(), std::string("texts: ") + e.what());
   }
   auto tokens = torch::from_blob(ids.data(), {static_cast<int64_t>(texts.size()), ctx}, torch::kInt).clone();
-  return run(entry.ref(), Modality::kText, std::move(tokens), control, ms_since(start));
+  return run(entry, Modality::kText, std::move(tokens), control, ms_since(start));
 }
 
 EmbedOutput EmbeddingEngine::embed_images(const std::string& model, const std::vector<ImageInput>& images,
@@ -106,8 +134,13 @@ EmbedOutput EmbeddingEngine::embed_images(const std::string& model, const std::v
   if (images.empty()) throw invalid_argument("no images given");
   const ModelEntry entry = registry_.resolve(model);
   const auto start = Clock::now();
+  std::shared_ptr<Lane> lane;  // keeps the preprocessor alive even if the lane is reclaimed meanwhile
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    lane = lane_locked(entry, Modality::kImage);
+  }
+  const ImagePreprocessor& pre = *lane->preprocessor;
   const int s = entry.config.vision.image_size;
-  const ImagePreprocessor& pre = preprocessor_for(s);
   auto pixels = torch::empty({static_cast<int64_t>(images.size()), 3, s, s}, torch::kFloat);
   float* out = pixels.data_ptr<float>();
   pool_.run(images.size(), [&](size_t i) {
@@ -116,7 +149,7 @@ EmbedOutput EmbeddingEngine::embed_images(const std::string& model, const std::v
     const auto* bytes = reinterpret_cast<const uint8_t*>(img.data->data());
     pre.preprocess(decode_image(bytes, img.data->size(), name), out + i * 3 * s * s);
   });
-  return run(entry.ref(), Modality::kImage, std::move(pixels), control, ms_since(start));
+  return run(entry, Modality::kImage, std::move(pixels), control, ms_since(start));
 }
 
 }  // namespace refinery

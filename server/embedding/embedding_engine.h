@@ -2,6 +2,11 @@
 // preprocessed on the worker pool, then both go through the dynamic batcher
 // of their (model, modality). Used by every service that needs embeddings
 // (embed, classify, rank, index add and search).
+//
+// Per (model, modality) the engine keeps a lane: the batcher and, for
+// images, the preprocessor for the model's input size, both built on first
+// use. Lanes of models that were removed or unloaded are reclaimed (their
+// threads stopped) once idle; a later call builds them anew.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -13,14 +18,15 @@
 #include <utility>
 #include <vector>
 
-#include "server/embedding_batcher.h"
-#include "server/server_config.h"
+#include "server/embedding/embedding_batcher.h"
+#include "server/runtime/server_config.h"
 
 namespace refinery {
 
+class ImagePreprocessor;
 class ModelRegistry;
 class WorkerPool;
-struct LoadedModel;
+struct ModelEntry;
 
 struct ImageInput {
   const std::string* data = nullptr;  // encoded bytes, owned by the request
@@ -33,8 +39,8 @@ struct CallTiming {
 };
 
 struct EmbedOutput {
-  std::string model_ref;  // resolved "name@version"
-  std::shared_ptr<LoadedModel> model;
+  std::string model_ref;   // resolved "name@version"
+  double logit_scale = 0;  // exp(logit_scale) of the weights that computed the embeddings
   at::Tensor embeddings;  // [n, D] float32 CPU, raw unless normalised by the caller
   CallTiming timing;
 };
@@ -48,14 +54,21 @@ class EmbeddingEngine {
   EmbedOutput embed_texts(const std::string& model, const std::vector<std::string>& texts, bool truncate,
                           const CallControl& control);
   EmbedOutput embed_images(const std::string& model, const std::vector<ImageInput>& images, const CallControl& control);
+  // "" = the default model, "name" = its latest version, "name@N".
+  ModelEntry resolve(const std::string& model) const;
+  const BatcherConfig& config() const { return config_; }
 
-  // "name@version/text" -> queued items.
-  std::map<std::string, int> queue_depths() const;
+  // "name@version/text" -> queued items, one per live lane.
+  std::map<std::string, int> queue_depths();
   void shutdown();  // drains the batchers
 
  private:
-  EmbeddingBatcher& batcher(const std::string& ref, Modality modality);
-  EmbedOutput run(const std::string& ref, Modality modality, at::Tensor inputs, const CallControl& control,
+  struct Lane;
+  // The lane of (model, modality), built if needed; first reclaims lanes of
+  // removed or unloaded models. Caller holds mu_.
+  std::shared_ptr<Lane> lane_locked(const ModelEntry& entry, Modality modality);
+  void reclaim_locked();
+  EmbedOutput run(const ModelEntry& entry, Modality modality, at::Tensor inputs, const CallControl& control,
                   double preprocess_ms);
 
   ModelRegistry& registry_;
@@ -64,7 +77,8 @@ class EmbeddingEngine {
   std::function<void(const BatchStats&)> on_batch_;
   std::mutex device_mutex_;
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, Modality>, std::unique_ptr<EmbeddingBatcher>> batchers_;
+  std::map<std::pair<std::string, Modality>, std::shared_ptr<Lane>> lanes_;
+  uint64_t reclaimed_at_ = 0;  // the registry's unloads() when no lane was left to reclaim
   bool stopped_ = false;
 };
 

@@ -1,16 +1,11 @@
-#include "server/server_metrics.h"
+#include "server/embedding/embedding_metrics.h"
 
-#include "server/embedding_engine.h"
+#include "server/embedding/embedding_engine.h"
 
 namespace refinery {
 
-ServerMetrics::ServerMetrics(MetricsRegistry& registry)
-    : registry_(registry),
-      calls_(registry.counter("refinery_grpc_calls_total", "gRPC calls handled, by method and status code",
-                              {"method", "code"})),
-      call_seconds_(registry.histogram("refinery_grpc_call_duration_seconds", "gRPC call latency, by method",
-                                       latency_buckets_seconds(), {"method"})),
-      stage_seconds_(registry.histogram("refinery_stage_duration_seconds",
+EmbeddingMetrics::EmbeddingMetrics(MetricsRegistry& registry)
+    : stage_seconds_(registry.histogram("refinery_stage_duration_seconds",
                                         "Time embedding calls spent per stage (preprocess, queue, inference)",
                                         latency_buckets_seconds(), {"stage"})),
       batch_size_(registry.histogram("refinery_batch_size", "Items per forward pass, by modality", size_buckets(),
@@ -18,18 +13,13 @@ ServerMetrics::ServerMetrics(MetricsRegistry& registry)
       batches_(registry.counter("refinery_batches_total", "Forward passes run by the batchers", {"modality"})),
       items_(registry.counter("refinery_embedded_items_total", "Items embedded", {"modality"})) {}
 
-void ServerMetrics::record_call(const std::string& method, const std::string& code, double seconds) {
-  calls_.with({method, code}).inc();
-  call_seconds_.with({method}).observe(seconds);
-}
-
-void ServerMetrics::record_timing(const CallTiming& t) {
+void EmbeddingMetrics::record_timing(const CallTiming& t) {
   stage_seconds_.with({"preprocess"}).observe(t.preprocess_ms / 1e3);
   stage_seconds_.with({"queue"}).observe(t.queue_ms / 1e3);
   stage_seconds_.with({"inference"}).observe(t.inference_ms / 1e3);
 }
 
-void ServerMetrics::record_batch(const BatchStats& s) {
+void EmbeddingMetrics::record_batch(const BatchStats& s) {
   const char* m = modality_name(s.modality);
   batch_size_.with({m}).observe(s.items);
   batches_.with({m}).inc();

@@ -1,13 +1,15 @@
-#include "server/embedding_service.h"
+#include "server/embedding/embedding_service.h"
 
 #include <torch/torch.h>
 
 #include <algorithm>
 
-#include "core/error.h"
-#include "server/call_guard.h"
-#include "server/embedding_engine.h"
-#include "server/model_registry.h"
+#include "core/base/error.h"
+#include "server/embedding/call_control.h"
+#include "server/embedding/embedding_engine.h"
+#include "server/embedding/embedding_metrics.h"
+#include "server/models/model_registry.h"
+#include "server/runtime/call_guard.h"
 
 namespace refinery {
 namespace {
@@ -64,7 +66,7 @@ void fill_timing(const CallTiming& t, double total_ms, v1::Timing* out) {
 
 grpc::Status EmbeddingServiceImpl::EmbedText(grpc::ServerContext* context, const v1::EmbedTextRequest* request,
                                              v1::EmbedResponse* response) {
-  return guarded(metrics_, "EmbedText", [&] {
+  return guarded(rpc_metrics_, "EmbedText", [&] {
     const auto start = Clock::now();
     check_request_size(request->texts_size(), config_.max_request_items, "texts");
     const std::vector<std::string> texts(request->texts().begin(), request->texts().end());
@@ -78,7 +80,7 @@ grpc::Status EmbeddingServiceImpl::EmbedText(grpc::ServerContext* context, const
 
 grpc::Status EmbeddingServiceImpl::EmbedImage(grpc::ServerContext* context, const v1::EmbedImageRequest* request,
                                               v1::EmbedResponse* response) {
-  return guarded(metrics_, "EmbedImage", [&] {
+  return guarded(rpc_metrics_, "EmbedImage", [&] {
     const auto start = Clock::now();
     check_request_size(request->images_size(), config_.max_request_items, "images");
     EmbedOutput out = engine_.embed_images(request->model(), image_inputs(request->images()), call_control(context));
@@ -91,7 +93,7 @@ grpc::Status EmbeddingServiceImpl::EmbedImage(grpc::ServerContext* context, cons
 
 grpc::Status EmbeddingServiceImpl::Classify(grpc::ServerContext* context, const v1::ClassifyRequest* request,
                                             v1::ClassifyResponse* response) {
-  return guarded(metrics_, "Classify", [&] {
+  return guarded(rpc_metrics_, "Classify", [&] {
     const auto start = Clock::now();
     if (request->labels().empty()) throw invalid_argument("no labels given");
     check_request_size(request->images_size(), config_.max_request_items, "images");
@@ -99,27 +101,46 @@ grpc::Status EmbeddingServiceImpl::Classify(grpc::ServerContext* context, const 
     if (templates.empty()) templates.push_back("a photo of a {}.");
     const size_t L = request->labels_size(), T = templates.size();
     check_request_size(L * T, config_.max_request_items * 16, "label prompts (labels x templates)");
-    std::vector<std::string> prompts;
-    prompts.reserve(L * T);
-    for (const auto& label : request->labels()) {
-      if (label.empty()) throw invalid_argument("labels[" + std::to_string(prompts.size() / T) + "] is empty");
-      for (const auto& t : templates) prompts.push_back(format_template(t, label));
+    const std::vector<std::string> labels(request->labels().begin(), request->labels().end());
+    for (size_t i = 0; i < L; ++i) {
+      if (labels[i].empty()) throw invalid_argument("labels[" + std::to_string(i) + "] is empty");
     }
+    for (const auto& t : templates) format_template(t, labels[0]);  // a template without {} fails before any work
     const auto control = call_control(context);
+    const ModelEntry model = engine_.resolve(request->model());
     CallTiming timing;
-    EmbedOutput images = engine_.embed_images(request->model(), image_inputs(request->images()), control);
+    EmbedOutput images = engine_.embed_images(model.ref(), image_inputs(request->images()), control);
     add_timing(timing, images.timing);
-    EmbedOutput texts = engine_.embed_texts(images.model_ref, prompts, /*truncate=*/true, control);
-    add_timing(timing, texts.timing);
+    // CLIP's prompt ensembling: mean of the normalised prompt embeddings per
+    // label, renormalised. Built once per (model, labels, templates); the
+    // prompts go to the batcher a batch at a time, so any number of them fits
+    // the queue.
+    const at::Tensor classes = classifiers_.get(
+        ClassEmbeddingCache::key(model.ref(), model.created_unix_ms, labels, templates), [&] {
+          std::vector<std::string> prompts;
+          prompts.reserve(L * T);
+          for (const auto& label : labels) {
+            for (const auto& t : templates) prompts.push_back(format_template(t, label));
+          }
+          const size_t chunk = static_cast<size_t>(
+              std::max(1, std::min(engine_.config().max_batch_texts, engine_.config().max_queue_items)));
+          std::vector<at::Tensor> parts;
+          for (size_t i = 0; i < prompts.size(); i += chunk) {
+            const std::vector<std::string> part(prompts.begin() + i,
+                                                prompts.begin() + std::min(prompts.size(), i + chunk));
+            EmbedOutput texts = engine_.embed_texts(model.ref(), part, /*truncate=*/true, control);
+            add_timing(timing, texts.timing);
+            parts.push_back(std::move(texts.embeddings));
+          }
+          torch::InferenceMode guard;
+          const auto all = parts.size() == 1 ? parts[0] : torch::cat(parts);
+          const int64_t D = all.size(1);
+          return l2_normalize(l2_normalize(all).view({static_cast<int64_t>(L), static_cast<int64_t>(T), D}).mean(1));
+        });
     if (metrics_) metrics_->record_timing(timing);
     torch::InferenceMode guard;
-    // CLIP's prompt ensembling: mean of the normalised prompt embeddings per
-    // label, renormalised.
-    const int64_t D = texts.embeddings.size(1);
-    auto classes = l2_normalize(l2_normalize(texts.embeddings).view({static_cast<int64_t>(L), static_cast<int64_t>(T), D}).mean(1));
     auto cosine = l2_normalize(images.embeddings).matmul(classes.t());
-    const double scale = images.model->model->logit_scale.exp().item<double>();
-    auto probs = (cosine * scale).softmax(1);
+    auto probs = (cosine * images.logit_scale).softmax(1);
     const int64_t k = request->top_k() > 0 ? std::min<int64_t>(request->top_k(), L) : static_cast<int64_t>(L);
     auto top = probs.topk(k, 1);
     auto values = std::get<0>(top), indices = std::get<1>(top);
@@ -142,7 +163,7 @@ grpc::Status EmbeddingServiceImpl::Classify(grpc::ServerContext* context, const 
 
 grpc::Status EmbeddingServiceImpl::Rank(grpc::ServerContext* context, const v1::RankRequest* request,
                                         v1::RankResponse* response) {
-  return guarded(metrics_, "Rank", [&] {
+  return guarded(rpc_metrics_, "Rank", [&] {
     const auto start = Clock::now();
     const auto control = call_control(context);
     CallTiming timing;
@@ -175,7 +196,7 @@ grpc::Status EmbeddingServiceImpl::Rank(grpc::ServerContext* context, const v1::
     auto cosine = l2_normalize(candidates.embeddings).matmul(l2_normalize(query.embeddings)[0]);
     at::Tensor scores = cosine;
     if (request->score() != v1::SCORE_MODE_COSINE) {
-      scores = (cosine * query.model->model->logit_scale.exp().item<double>()).softmax(0);
+      scores = (cosine * query.logit_scale).softmax(0);
     }
     const int64_t n = scores.size(0);
     const int64_t k = request->top_k() > 0 ? std::min<int64_t>(request->top_k(), n) : n;

@@ -3,12 +3,14 @@
 #pragma once
 
 #include "refinery/v1/embedding.grpc.pb.h"
-#include "server/server_config.h"
+#include "server/embedding/class_embedding_cache.h"
+#include "server/runtime/server_config.h"
 
 namespace refinery {
 
 class EmbeddingEngine;
-class ServerMetrics;
+class EmbeddingMetrics;
+class RpcMetrics;
 struct CallTiming;
 
 // Request limits shared by the services that take lists.
@@ -17,18 +19,23 @@ void fill_timing(const CallTiming& t, double total_ms, v1::Timing* out);
 
 class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
  public:
-  EmbeddingServiceImpl(EmbeddingEngine& engine, const ServerConfig& config, ServerMetrics* metrics)
-      : engine_(engine), config_(config), metrics_(metrics) {}
+  EmbeddingServiceImpl(EmbeddingEngine& engine, const ServerConfig& config, RpcMetrics* rpc_metrics,
+                       EmbeddingMetrics* metrics)
+      : engine_(engine), config_(config), rpc_metrics_(rpc_metrics), metrics_(metrics) {}
 
   grpc::Status EmbedText(grpc::ServerContext*, const v1::EmbedTextRequest*, v1::EmbedResponse*) override;
   grpc::Status EmbedImage(grpc::ServerContext*, const v1::EmbedImageRequest*, v1::EmbedResponse*) override;
   grpc::Status Classify(grpc::ServerContext*, const v1::ClassifyRequest*, v1::ClassifyResponse*) override;
   grpc::Status Rank(grpc::ServerContext*, const v1::RankRequest*, v1::RankResponse*) override;
 
+  const ClassEmbeddingCache& classifiers() const { return classifiers_; }
+
  private:
   EmbeddingEngine& engine_;
   const ServerConfig& config_;
-  ServerMetrics* metrics_;
+  RpcMetrics* rpc_metrics_;
+  EmbeddingMetrics* metrics_;
+  ClassEmbeddingCache classifiers_;  // Classify's class embeddings by (model, labels, templates)
 };
 
 }  // namespace refinery

@@ -1,4 +1,4 @@
-#include "server/index_registry.h"
+#include "server/index/index_registry.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/error.h"
-#include "server/log.h"
+#include "core/base/error.h"
+#include "server/runtime/log.h"
 
 // Creating and dropping are atomic renames too:
 //   create: write index.json and an empty vectors/ into <name>~creating,

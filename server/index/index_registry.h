@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/vector_index.h"
+#include "core/index/vector_index.h"
 
 namespace refinery {
 

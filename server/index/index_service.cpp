@@ -1,16 +1,17 @@
-#include "server/index_service.h"
+#include "server/index/index_service.h"
 
 #include <torch/torch.h>
 
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "server/call_guard.h"
-#include "server/embedding_engine.h"
-#include "server/embedding_service.h"
-#include "server/index_registry.h"
-#include "server/model_registry.h"
+#include "core/base/error.h"
+#include "server/embedding/call_control.h"
+#include "server/embedding/embedding_engine.h"
+#include "server/embedding/embedding_service.h"
+#include "server/index/index_registry.h"
+#include "server/models/model_registry.h"
+#include "server/runtime/call_guard.h"
 
 namespace refinery {
 namespace {

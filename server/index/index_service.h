@@ -4,19 +4,19 @@
 #pragma once
 
 #include "refinery/v1/index.grpc.pb.h"
-#include "server/server_config.h"
+#include "server/runtime/server_config.h"
 
 namespace refinery {
 
 class IndexRegistry;
 class EmbeddingEngine;
 class ModelRegistry;
-class ServerMetrics;
+class RpcMetrics;
 
 class IndexServiceImpl final : public v1::IndexService::Service {
  public:
   IndexServiceImpl(IndexRegistry& indexes, EmbeddingEngine& engine, ModelRegistry& models, const ServerConfig& config,
-                   ServerMetrics* metrics)
+                   RpcMetrics* metrics)
       : indexes_(indexes), engine_(engine), models_(models), config_(config), metrics_(metrics) {}
 
   grpc::Status CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest*, v1::IndexInfo*) override;
@@ -32,7 +32,7 @@ class IndexServiceImpl final : public v1::IndexService::Service {
   EmbeddingEngine& engine_;
   ModelRegistry& models_;
   const ServerConfig& config_;
-  ServerMetrics* metrics_;
+  RpcMetrics* metrics_;
 };
 
 }  // namespace refinery

@@ -1,4 +1,4 @@
-#include "server/job_manager.h"
+#include "server/jobs/job_manager.h"
 
 #include <chrono>
 #include <cmath>
@@ -7,18 +7,18 @@
 
 #include <torch/torch.h>
 
-#include "core/caption_dataset.h"
-#include "core/checkpoint_reader.h"
-#include "core/checkpoint_writer.h"
-#include "core/epoch_plan.h"
-#include "core/error.h"
-#include "core/refine_trainer.h"
-#include "core/torch_runtime.h"
-#include "server/job_metrics.h"
-#include "server/job_spec.h"
-#include "server/job_store.h"
-#include "server/log.h"
-#include "server/model_registry.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/checkpoint/checkpoint_writer.h"
+#include "core/data/caption_dataset.h"
+#include "core/data/epoch_plan.h"
+#include "core/refine/refine_trainer.h"
+#include "core/runtime/torch_runtime.h"
+#include "server/jobs/job_metrics.h"
+#include "server/jobs/job_spec.h"
+#include "server/jobs/job_store.h"
+#include "server/models/model_registry.h"
+#include "server/runtime/log.h"
 
 namespace fs = std::filesystem;
 

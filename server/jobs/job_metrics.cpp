@@ -1,8 +1,8 @@
-#include "server/job_metrics.h"
+#include "server/jobs/job_metrics.h"
 
 #include <cmath>
 
-#include "core/refine_trainer.h"
+#include "core/refine/refine_trainer.h"
 
 namespace refinery {
 

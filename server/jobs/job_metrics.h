@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include "server/metrics_registry.h"
+#include "server/metrics/metrics_registry.h"
 
 namespace refinery {
 

@@ -1,8 +1,8 @@
-#include "server/job_service.h"
+#include "server/jobs/job_service.h"
 
-#include "core/error.h"
-#include "server/call_guard.h"
-#include "server/job_manager.h"
+#include "core/base/error.h"
+#include "server/jobs/job_manager.h"
+#include "server/runtime/call_guard.h"
 
 namespace refinery {
 namespace {

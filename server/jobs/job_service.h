@@ -5,11 +5,11 @@
 namespace refinery {
 
 class JobManager;
-class ServerMetrics;
+class RpcMetrics;
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  JobServiceImpl(JobManager& jobs, ServerMetrics* metrics) : jobs_(jobs), metrics_(metrics) {}
+  JobServiceImpl(JobManager& jobs, RpcMetrics* metrics) : jobs_(jobs), metrics_(metrics) {}
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::Job*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
@@ -23,7 +23,7 @@ class JobServiceImpl final : public v1::JobService::Service {
 
  private:
   JobManager& jobs_;
-  ServerMetrics* metrics_;
+  RpcMetrics* metrics_;
 };
 
 }  // namespace refinery

@@ -1,8 +1,8 @@
-#include "server/job_spec.h"
+#include "server/jobs/job_spec.h"
 
 #include <set>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

@@ -3,7 +3,7 @@
 // default filled in, so `jobs show` tells exactly what ran.
 #pragma once
 #include <string>
-#include "core/refine_options.h"
+#include "core/train/refine_options.h"
 #include "refinery/v1/job.pb.h"
 
 namespace refinery {

@@ -1,4 +1,4 @@
-#include "server/job_store.h"
+#include "server/jobs/job_store.h"
 
 #include <sqlite3.h>
 
@@ -8,7 +8,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 // Row layout. The columns are what rows are found and ordered by and are
 // authoritative; the blobs hold the rest of the message:

@@ -1,4 +1,4 @@
-#include "server/metrics_http_server.h"
+#include "server/metrics/metrics_http_server.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -20,8 +20,8 @@
 #include <string>
 #include <thread>
 
-#include "core/error.h"
-#include "server/metrics_registry.h"
+#include "core/base/error.h"
+#include "server/metrics/metrics_registry.h"
 
 // Debian's civetweb starts its threads with a stack fixed at build time
 // (100 KiB). glibc refuses a stack smaller than the process's static TLS,

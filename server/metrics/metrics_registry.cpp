@@ -1,4 +1,4 @@
-#include "server/metrics_registry.h"
+#include "server/metrics/metrics_registry.h"
 
 #include <algorithm>
 #include <charconv>
@@ -7,7 +7,7 @@
 #include <set>
 #include <utility>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 

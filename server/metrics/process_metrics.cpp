@@ -1,4 +1,4 @@
-#include "server/process_metrics.h"
+#include "server/metrics/process_metrics.h"
 
 #include <dirent.h>
 #include <sys/resource.h>
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "server/metrics_registry.h"
+#include "server/metrics/metrics_registry.h"
 
 namespace refinery {
 

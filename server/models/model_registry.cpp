@@ -1,4 +1,4 @@
-#include "server/model_registry.h"
+#include "server/models/model_registry.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -11,11 +11,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/checkpoint_reader.h"
-#include "core/error.h"
-#include "core/safetensors.h"
-#include "core/torch_runtime.h"
-#include "server/log.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/runtime/torch_runtime.h"
+#include "core/safetensors/safetensors.h"
+#include "server/runtime/log.h"
 
 namespace refinery {
 namespace {
@@ -285,6 +285,7 @@ void ModelRegistry::remove(const std::string& ref) {
                                    : models_.begin()->first + "@" + std::to_string(models_.begin()->second.rbegin()->first);
   }
   persist();
+  unloads_.fetch_add(1, std::memory_order_release);
   log_info("model registry: removed %s", e.ref().c_str());
 }
 
@@ -340,6 +341,7 @@ void ModelRegistry::evict_over_budget(const std::string& keep) {
     log_info("model registry: unloading %s (least recently used; %.1f MB loaded, budget %.1f MB)",
              lru->entry.ref().c_str(), total / 1e6, options_.memory_budget_bytes / 1e6);
     lru->loaded.reset();  // in-flight users keep their reference until done
+    unloads_.fetch_add(1, std::memory_order_release);
   }
 }
 

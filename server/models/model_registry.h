@@ -5,6 +5,7 @@
 // weights exceed the memory budget; a caller holding a model keeps it alive.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -12,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "core/clip_config.h"
-#include "core/clip_model.h"
+#include "core/model/clip_config.h"
+#include "core/model/clip_model.h"
 
 namespace refinery {
 
@@ -76,6 +77,9 @@ class ModelRegistry {
   size_t loaded_count() const;
   std::map<std::string, int64_t> loaded_models() const;  // ref -> bytes
   const std::string& device() const { return options_.device; }
+  // Counts models removed or unloaded so far: users holding per-model state
+  // (the embedding engine's batchers) reclaim it when this changes.
+  uint64_t unloads() const { return unloads_.load(std::memory_order_acquire); }
 
   // Name a checkpoint path is registered under: its file (or folder) name
   // without the extension, e.g. "vit-b-32.safetensors" -> "vit-b-32".
@@ -102,6 +106,7 @@ class ModelRegistry {
   std::vector<std::string> hidden_;                      // deleted models-dir refs
   std::string default_ref_;
   uint64_t clock_ = 0;
+  std::atomic<uint64_t> unloads_{0};
 };
 
 }  // namespace refinery

@@ -1,13 +1,13 @@
-#include "server/model_service.h"
+#include "server/models/model_service.h"
 
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
-#include "core/checkpoint_writer.h"
-#include "core/error.h"
-#include "server/call_guard.h"
-#include "server/model_registry.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_writer.h"
+#include "server/models/model_registry.h"
+#include "server/runtime/call_guard.h"
 
 namespace refinery {
 

@@ -6,7 +6,7 @@
 namespace refinery {
 
 class ModelRegistry;
-class ServerMetrics;
+class RpcMetrics;
 struct ModelEntry;
 
 // Fills a ModelInfo from a registry entry (also used by other services).
@@ -14,7 +14,7 @@ void fill_model_info(const ModelEntry& entry, const ModelRegistry& registry, v1:
 
 class ModelServiceImpl final : public v1::ModelService::Service {
  public:
-  ModelServiceImpl(ModelRegistry& registry, ServerMetrics* metrics) : registry_(registry), metrics_(metrics) {}
+  ModelServiceImpl(ModelRegistry& registry, RpcMetrics* metrics) : registry_(registry), metrics_(metrics) {}
 
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*, v1::ListModelsResponse*) override;
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*, v1::ModelInfo*) override;
@@ -24,7 +24,7 @@ class ModelServiceImpl final : public v1::ModelService::Service {
 
  private:
   ModelRegistry& registry_;
-  ServerMetrics* metrics_;
+  RpcMetrics* metrics_;
 };
 
 }  // namespace refinery

@@ -8,28 +8,14 @@
 #include <chrono>
 #include <exception>
 
-#include "server/embedding_batcher.h"
-#include "server/grpc_status.h"
-#include "server/log.h"
-#include "server/server_metrics.h"
+#include "server/runtime/grpc_status.h"
+#include "server/runtime/log.h"
+#include "server/runtime/rpc_metrics.h"
 
 namespace refinery {
 
-
-// The call's deadline and liveness, for the batcher.
-inline CallControl call_control(grpc::ServerContext* context) {
-  CallControl c;
-  const auto deadline = context->deadline();
-  if (deadline != std::chrono::system_clock::time_point::max()) {
-    const auto left = deadline - std::chrono::system_clock::now();
-    c.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
-  }
-  c.cancelled = [context] { return context->IsCancelled(); };
-  return c;
-}
-
 template <typename F>
-grpc::Status guarded(ServerMetrics* metrics, const char* method, F&& body) {
+grpc::Status guarded(RpcMetrics* metrics, const char* method, F&& body) {
   const auto start = std::chrono::steady_clock::now();
   grpc::Status status;
   try {

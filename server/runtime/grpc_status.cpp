@@ -1,4 +1,4 @@
-#include "server/grpc_status.h"
+#include "server/runtime/grpc_status.h"
 
 #include <c10/util/Exception.h>
 

@@ -6,7 +6,7 @@
 
 #include <exception>
 
-#include "core/error.h"
+#include "core/base/error.h"
 #include "refinery/grpc_code_name.h"
 
 namespace refinery {

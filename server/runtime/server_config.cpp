@@ -1,9 +1,9 @@
-#include "server/server_config.h"
+#include "server/runtime/server_config.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/worker_pool.h"
+#include "server/runtime/worker_pool.h"
 
 #include <exception>
 

@@ -8,24 +8,25 @@
 
 #include <memory>
 
-#include "fixture.h"
 #include "refinery/v1/embedding.grpc.pb.h"
 #include "refinery/v1/index.grpc.pb.h"
 #include "refinery/v1/job.grpc.pb.h"
 #include "refinery/v1/model.grpc.pb.h"
-#include "server/embedding_engine.h"
-#include "server/embedding_service.h"
-#include "server/index_registry.h"
-#include "server/index_service.h"
-#include "server/job_manager.h"
-#include "server/job_metrics.h"
-#include "server/job_service.h"
-#include "server/metrics_registry.h"
-#include "server/model_registry.h"
-#include "server/model_service.h"
-#include "server/server_config.h"
-#include "server/server_metrics.h"
-#include "server/worker_pool.h"
+#include "server/embedding/embedding_engine.h"
+#include "server/embedding/embedding_metrics.h"
+#include "server/embedding/embedding_service.h"
+#include "server/index/index_registry.h"
+#include "server/index/index_service.h"
+#include "server/jobs/job_manager.h"
+#include "server/jobs/job_metrics.h"
+#include "server/jobs/job_service.h"
+#include "server/metrics/metrics_registry.h"
+#include "server/models/model_registry.h"
+#include "server/models/model_service.h"
+#include "server/runtime/rpc_metrics.h"
+#include "server/runtime/server_config.h"
+#include "server/runtime/worker_pool.h"
+#include "support/fixture.h"
 
 namespace refinery::testing {
 
@@ -39,15 +40,17 @@ class TestServer {
     ModelRegistryOptions mo;
     mo.models_dir = dir_ / "models";
     mo.data_dir = config_.data_dir;
+    mo.memory_budget_bytes = static_cast<int64_t>(config_.model_memory_budget_gb * (1 << 30));
     models_ = std::make_unique<ModelRegistry>(mo);
     indexes_ = std::make_unique<IndexRegistry>(config_.data_dir);
     pool_ = std::make_unique<WorkerPool>(2);
-    metrics_ = std::make_unique<ServerMetrics>(metrics_registry_);
+    rpc_metrics_ = std::make_unique<RpcMetrics>(metrics_registry_);
+    metrics_ = std::make_unique<EmbeddingMetrics>(metrics_registry_);
     engine_ = std::make_unique<EmbeddingEngine>(*models_, *pool_, config_.batcher,
                                                 [this](const BatchStats& s) { metrics_->record_batch(s); });
-    model_service_ = std::make_unique<ModelServiceImpl>(*models_, metrics_.get());
-    embedding_service_ = std::make_unique<EmbeddingServiceImpl>(*engine_, config_, metrics_.get());
-    index_service_ = std::make_unique<IndexServiceImpl>(*indexes_, *engine_, *models_, config_, metrics_.get());
+    model_service_ = std::make_unique<ModelServiceImpl>(*models_, rpc_metrics_.get());
+    embedding_service_ = std::make_unique<EmbeddingServiceImpl>(*engine_, config_, rpc_metrics_.get(), metrics_.get());
+    index_service_ = std::make_unique<IndexServiceImpl>(*indexes_, *engine_, *models_, config_, rpc_metrics_.get());
     job_metrics_ = std::make_unique<JobMetrics>(metrics_registry_);
     JobManagerOptions jo;
     jo.data_dir = config_.data_dir;
@@ -56,7 +59,7 @@ class TestServer {
     jo.default_checkpoint_every = config_.checkpoint_every;
     job_manager_ = std::make_unique<JobManager>(jo, *models_, job_metrics_.get());
     job_manager_->start();
-    job_service_ = std::make_unique<JobServiceImpl>(*job_manager_, metrics_.get());
+    job_service_ = std::make_unique<JobServiceImpl>(*job_manager_, rpc_metrics_.get());
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     b.SetMaxReceiveMessageSize(config_.max_message_mb << 20);
@@ -79,6 +82,8 @@ class TestServer {
   std::unique_ptr<v1::JobService::Stub> jobs() { return v1::JobService::NewStub(channel_); }
   JobManager& job_manager() { return *job_manager_; }
   ModelRegistry& model_registry() { return *models_; }
+  EmbeddingEngine& engine() { return *engine_; }
+  const EmbeddingServiceImpl& embedding_service() const { return *embedding_service_; }
   MetricsRegistry& metrics() { return metrics_registry_; }
   const std::string& data_dir() const { return config_.data_dir; }
 
@@ -89,7 +94,8 @@ class TestServer {
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<IndexRegistry> indexes_;
   std::unique_ptr<WorkerPool> pool_;
-  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
+  std::unique_ptr<EmbeddingMetrics> metrics_;
   std::unique_ptr<EmbeddingEngine> engine_;
   std::unique_ptr<ModelServiceImpl> model_service_;
   std::unique_ptr<EmbeddingServiceImpl> embedding_service_;

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fixture.h"
+#include "support/fixture.h"
 
 namespace refinery::testing {
 

@@ -16,18 +16,18 @@
 #define REFINERY_HAVE_CUDA_ALLOCATOR 1
 #endif
 
-#include "core/checkpoint_reader.h"
-#include "core/checkpoint_writer.h"
-#include "core/adamw.h"
-#include "core/refine_step.h"
-#include "core/error.h"
-#include "core/safetensors.h"
-#include "core/torch_runtime.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/checkpoint/checkpoint_writer.h"
+#include "core/runtime/torch_runtime.h"
+#include "core/safetensors/safetensors.h"
+#include "core/train/adamw.h"
+#include "core/train/refine_step.h"
 #ifdef REFINERY_HAVE_IO
-#include "core/bpe_tokenizer.h"
-#include "core/embedder.h"
-#include "core/image_decoder.h"
-#include "core/image_preprocessor.h"
+#include "core/embedding/embedder.h"
+#include "core/image/image_decoder.h"
+#include "core/image/image_preprocessor.h"
+#include "core/text/bpe_tokenizer.h"
 #endif
 
 namespace refinery {

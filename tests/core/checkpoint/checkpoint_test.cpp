@@ -3,11 +3,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/checkpoint_reader.h"
-#include "core/checkpoint_writer.h"
-#include "core/error.h"
-#include "core/safetensors.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/checkpoint/checkpoint_writer.h"
+#include "core/safetensors/safetensors.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

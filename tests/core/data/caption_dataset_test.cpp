@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "core/caption_dataset.h"
-#include "core/error.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "core/data/caption_dataset.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

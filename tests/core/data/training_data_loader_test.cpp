@@ -15,14 +15,14 @@
 #include <thread>
 #include <vector>
 
-#include "core/bpe_tokenizer.h"
-#include "core/caption_dataset.h"
-#include "core/epoch_plan.h"
-#include "core/error.h"
-#include "core/image_decoder.h"
-#include "core/image_preprocessor.h"
-#include "core/training_data_loader.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "core/data/caption_dataset.h"
+#include "core/data/epoch_plan.h"
+#include "core/data/training_data_loader.h"
+#include "core/image/image_decoder.h"
+#include "core/image/image_preprocessor.h"
+#include "core/text/bpe_tokenizer.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

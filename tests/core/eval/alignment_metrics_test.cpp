@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "core/alignment_metrics.h"
-#include "core/error.h"
+#include "core/base/error.h"
+#include "core/eval/alignment_metrics.h"
 
 namespace refinery {
 namespace {

@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "core/image_decoder.h"
-#include "core/image_preprocessor.h"
-#include "core/safetensors.h"
+#include "core/base/error.h"
+#include "core/image/image_decoder.h"
+#include "core/image/image_preprocessor.h"
+#include "core/safetensors/safetensors.h"
 
 namespace refinery {
 namespace {

@@ -3,7 +3,7 @@
 // with reasonable knobs, scores are cosines, deleted items never come back,
 // bad input names the culprit, and a saved index loads back identical, even
 // after a crash mid-save.
-#include "core/vector_index.h"
+#include "core/index/vector_index.h"
 
 #include <gtest/gtest.h>
 
@@ -15,8 +15,8 @@
 #include <set>
 #include <thread>
 
-#include "core/error.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

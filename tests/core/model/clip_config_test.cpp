@@ -1,11 +1,11 @@
-#include "core/clip_config.h"
+#include "core/model/clip_config.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

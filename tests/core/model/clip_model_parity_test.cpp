@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "core/checkpoint_reader.h"
-#include "core/safetensors.h"
-#include "fixture.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/safetensors/safetensors.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

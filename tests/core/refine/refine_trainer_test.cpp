@@ -7,12 +7,12 @@
 #include <cmath>
 #include <map>
 
-#include "caption_fixture.h"
-#include "core/caption_dataset.h"
-#include "core/checkpoint_reader.h"
-#include "core/error.h"
-#include "core/refine_trainer.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/data/caption_dataset.h"
+#include "core/refine/refine_trainer.h"
+#include "support/caption_fixture.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

@@ -1,12 +1,12 @@
-#include "core/safetensors.h"
+#include "core/safetensors/safetensors.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/bpe_tokenizer.h"
+#include "core/text/bpe_tokenizer.h"
 
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -9,9 +9,9 @@
 #include <sstream>
 #include <thread>
 
-#include "core/error.h"
-#include "core/safetensors.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "core/safetensors/safetensors.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

@@ -1,7 +1,7 @@
 // Each expected string here is worked out by hand from the rule named in
 // the test (ftfy 6, CPython's html.unescape / str.lower / str.isspace), not
 // copied from the implementation's output.
-#include "core/text_cleaner.h"
+#include "core/text/text_cleaner.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "core/adamw.h"
+#include "core/train/adamw.h"
 
 namespace refinery {
 namespace {

@@ -9,11 +9,11 @@
 #include <random>
 #include <vector>
 
-#include "core/contrastive_loss.h"
-#include "core/error.h"
-#include "core/hycd_loss.h"
-#include "core/rafa_loss.h"
-#include "core/refine_objective.h"
+#include "core/base/error.h"
+#include "core/train/contrastive_loss.h"
+#include "core/train/hycd_loss.h"
+#include "core/train/rafa_loss.h"
+#include "core/train/refine_objective.h"
 
 namespace refinery {
 namespace {

@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "core/adamw.h"
-#include "core/checkpoint_reader.h"
-#include "core/refine_step.h"
-#include "fixture.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/train/adamw.h"
+#include "core/train/refine_step.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

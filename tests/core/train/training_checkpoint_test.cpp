@@ -5,9 +5,9 @@
 
 #include <filesystem>
 
-#include "core/checkpoint_reader.h"
-#include "core/training_checkpoint.h"
-#include "fixture.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/train/training_checkpoint.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/embedding_batcher.h"
+#include "server/embedding/embedding_batcher.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -7,9 +7,9 @@
 #include <atomic>
 #include <thread>
 
-#include "core/error.h"
-#include "fixture.h"
-#include "server/model_registry.h"
+#include "core/base/error.h"
+#include "server/models/model_registry.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

@@ -5,13 +5,14 @@
 
 #include <algorithm>
 #include <dirent.h>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "core/checkpoint_reader.h"
-#include "core/embedder.h"
-#include "core/safetensors.h"
-#include "test_server.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/embedding/embedder.h"
+#include "core/safetensors/safetensors.h"
+#include "server/test_server.h"
 
 namespace refinery {
 namespace {
@@ -53,6 +54,46 @@ void expect_rows_match(const torch::Tensor& got, const torch::Tensor& want, doub
   ASSERT_EQ(got.sizes(), want.sizes());
   const auto cos = torch::cosine_similarity(got, want, 1);
   for (int64_t i = 0; i < cos.size(0); ++i) EXPECT_GE(cos[i].item<double>(), min_cos) << "row " << i;
+}
+
+// The embedded items counted so far for a modality, from the metrics.
+double embedded_items(TestServer& server, const std::string& modality) {
+  const std::string text = server.metrics().serialize();
+  const std::string series = "refinery_embedded_items_total{modality=\"" + modality + "\"} ";
+  const size_t at = text.find(series);
+  return at == std::string::npos ? 0 : std::stod(text.substr(at + series.size()));
+}
+
+// CLIP's zero-shot probabilities for one image file, computed with the
+// offline embedder (independent of the server).
+torch::Tensor offline_zero_shot(const std::string& image, const std::vector<std::string>& labels,
+                                const std::vector<std::string>& templates) {
+  Embedder e(CheckpointReader::load_model(testing::fixture("tiny.safetensors")), torch::kCPU, {64, true, true});
+  auto features = e.embed_image_files({image});
+  std::vector<std::string> prompts;
+  for (const auto& l : labels) {
+    for (const auto& t : templates) prompts.push_back(t.substr(0, t.find("{}")) + l + t.substr(t.find("{}") + 2));
+  }
+  const int64_t L = static_cast<int64_t>(labels.size()), T = static_cast<int64_t>(templates.size());
+  auto classes = torch::nn::functional::normalize(e.embed_texts(prompts).view({L, T, -1}).mean(1),
+                                                  torch::nn::functional::NormalizeFuncOptions().dim(1));
+  return (features.matmul(classes.t()) * e.model()->logit_scale.exp()).softmax(1)[0];
+}
+
+v1::ClassifyRequest classify_request(const std::vector<std::string>& labels, const std::vector<std::string>& templates,
+                                     const std::string& image) {
+  v1::ClassifyRequest req;
+  for (const auto& l : labels) req.add_labels(l);
+  for (const auto& t : templates) req.add_templates(t);
+  add_image(req.mutable_images(), image, testing::read_file(testing::fixture("images/" + image)));
+  return req;
+}
+
+void expect_probabilities(const v1::ClassifyResponse& resp, const torch::Tensor& want) {
+  ASSERT_EQ(resp.results_size(), 1);
+  const auto& scores = resp.results(0).labels();
+  ASSERT_EQ(scores.size(), want.size(0));
+  for (const auto& s : scores) EXPECT_NEAR(s.probability(), want[s.index()].item<double>(), 1e-4) << s.label();
 }
 
 TEST(EmbeddingService, TextEmbeddingsEqualTheReferenceAndTheOfflineTool) {
@@ -239,6 +280,116 @@ TEST(EmbeddingService, CallsAreCountedInTheMetrics) {
   EXPECT_NE(text.find(R"(refinery_grpc_calls_total{method="EmbedText",code="OK"} 1)"), std::string::npos) << text;
   EXPECT_NE(text.find(R"(refinery_grpc_calls_total{method="EmbedText",code="INVALID_ARGUMENT"} 1)"), std::string::npos);
   EXPECT_NE(text.find(R"(refinery_batch_size_count{modality="text"} 1)"), std::string::npos);
+}
+
+
+TEST(EmbeddingService, ClassifyBuildsEachClassifierOnce) {
+  TestServer server;
+  auto stub = server.embedding();
+  const std::vector<std::string> labels = {"cat", "dog", "rocket"};
+  const std::vector<std::string> two = {"a photo of a {}.", "a drawing of a {}."};
+  const auto want = offline_zero_shot(testing::fixture("images/chelsea.png"), labels, two);
+  for (int call = 0; call < 3; ++call) {
+    v1::ClassifyResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->Classify(&ctx, classify_request(labels, two, "chelsea.png"), &resp).ok());
+    expect_probabilities(resp, want);
+    // The 3 x 2 prompts are embedded by the first call only.
+    EXPECT_EQ(embedded_items(server, "text"), 6) << "call " << call;
+  }
+  EXPECT_EQ(server.embedding_service().classifiers().size(), 1u);
+  // Other templates are another classifier.
+  const std::vector<std::string> one = {"a photo of a {}."};
+  v1::ClassifyResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub->Classify(&ctx, classify_request(labels, one, "chelsea.png"), &resp).ok());
+  expect_probabilities(resp, offline_zero_shot(testing::fixture("images/chelsea.png"), labels, one));
+  EXPECT_EQ(embedded_items(server, "text"), 9);
+  EXPECT_EQ(server.embedding_service().classifiers().size(), 2u);
+}
+
+TEST(EmbeddingService, ClassifyTakesMorePromptsThanTheQueueHolds) {
+  ServerConfig config;
+  config.batcher.max_queue_items = 8;
+  TestServer server(config);
+  auto stub = server.embedding();
+  // 5 labels x 2 templates = 10 prompts, more than the 8-item queue.
+  const std::vector<std::string> labels = {"cat", "dog", "rocket", "coffee", "astronaut"};
+  const std::vector<std::string> templates = {"a photo of a {}.", "a drawing of a {}."};
+  v1::ClassifyResponse resp;
+  grpc::ClientContext ctx;
+  const grpc::Status s = stub->Classify(&ctx, classify_request(labels, templates, "chelsea.png"), &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  expect_probabilities(resp, offline_zero_shot(testing::fixture("images/chelsea.png"), labels, templates));
+}
+
+TEST(EmbeddingService, ACallLargerThanTheQueueIsToldToSplitNotToRetry) {
+  ServerConfig config;
+  config.batcher.max_queue_items = 8;
+  TestServer server(config);
+  auto stub = server.embedding();
+  v1::EmbedTextRequest req;
+  for (int i = 0; i < 12; ++i) req.add_texts("caption " + std::to_string(i));
+  v1::EmbedResponse resp;
+  grpc::ClientContext ctx;
+  const grpc::Status s = stub->EmbedText(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_NE(s.error_message().find("12"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("--max-queue-items"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("split"), std::string::npos) << s.error_message();
+  EXPECT_EQ(s.error_message().find("retry"), std::string::npos) << s.error_message();
+  // A call that fits is served.
+  req.mutable_texts()->DeleteSubrange(8, 4);
+  grpc::ClientContext ctx2;
+  EXPECT_TRUE(stub->EmbedText(&ctx2, req, &resp).ok());
+  EXPECT_EQ(resp.embeddings().rows(), 8);
+}
+
+bool has_lane(const std::map<std::string, int>& depths, const std::string& prefix) {
+  for (const auto& [queue, items] : depths) {
+    if (queue.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+void embed_text_with(TestServer& server, const std::string& model) {
+  v1::EmbedTextRequest req;
+  req.set_model(model);
+  req.add_texts("a photo of a cat");
+  v1::EmbedResponse resp;
+  grpc::ClientContext ctx;
+  const grpc::Status s = server.embedding()->EmbedText(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << model << ": " << s.error_message();
+}
+
+TEST(EmbeddingService, BatchersOfRemovedModelsAreReclaimed) {
+  TestServer server;
+  server.model_registry().import(testing::fixture("tiny.safetensors"), "other", "", false);
+  embed_text_with(server, "tiny");
+  embed_text_with(server, "other");
+  ASSERT_TRUE(has_lane(server.engine().queue_depths(), "other@1/"));
+  server.model_registry().remove("other");
+  const auto depths = server.engine().queue_depths();
+  EXPECT_FALSE(has_lane(depths, "other@1/"));
+  EXPECT_TRUE(has_lane(depths, "tiny@1/"));  // still loaded: kept
+  embed_text_with(server, "tiny");
+}
+
+TEST(EmbeddingService, BatchersOfUnloadedModelsAreReclaimedAndRebuiltOnUse) {
+  ServerConfig config;
+  config.model_memory_budget_gb = 1e-9;  // one model loaded at a time
+  TestServer server(config);
+  server.model_registry().import(testing::fixture("tiny.safetensors"), "other", "", false);
+  embed_text_with(server, "tiny");
+  embed_text_with(server, "other");  // loading it unloads tiny
+  ASSERT_FALSE(server.model_registry().is_loaded("tiny@1"));
+  auto depths = server.engine().queue_depths();
+  EXPECT_FALSE(has_lane(depths, "tiny@1/"));
+  EXPECT_TRUE(has_lane(depths, "other@1/"));
+  embed_text_with(server, "tiny");  // a new lane, the model reloaded
+  depths = server.engine().queue_depths();
+  EXPECT_TRUE(has_lane(depths, "tiny@1/"));
+  EXPECT_FALSE(has_lane(depths, "other@1/"));
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // user notices: an index comes back after a restart with the same answers,
 // one corrupt index does not take the others (or the server) down, a crash
 // mid-save serves the last good state, and a failed save loses nothing.
-#include "server/index_registry.h"
+#include "server/index/index_registry.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,8 +12,8 @@
 #include <filesystem>
 #include <random>
 
-#include "core/error.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "test_server.h"
+#include "server/test_server.h"
 
 namespace refinery {
 namespace {

@@ -9,11 +9,11 @@
 #include <cmath>
 #include <thread>
 
-#include "caption_fixture.h"
-#include "core/caption_dataset.h"
-#include "core/checkpoint_reader.h"
-#include "core/embedder.h"
-#include "test_server.h"
+#include "core/checkpoint/checkpoint_reader.h"
+#include "core/data/caption_dataset.h"
+#include "core/embedding/embedder.h"
+#include "server/test_server.h"
+#include "support/caption_fixture.h"
 
 namespace refinery {
 namespace {

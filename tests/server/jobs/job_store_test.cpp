@@ -4,7 +4,7 @@
 // every event once and in order (no gaps, even with several writers), a job's
 // state never runs ahead of its event, and a file the server cannot use is
 // refused with its path in the message.
-#include "server/job_store.h"
+#include "server/jobs/job_store.h"
 
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
@@ -20,8 +20,8 @@
 #include <set>
 #include <thread>
 
-#include "core/error.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {

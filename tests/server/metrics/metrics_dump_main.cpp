@@ -13,12 +13,12 @@
 #include <limits>
 #include <string>
 
-#include "core/error.h"
-#include "core/refine_trainer.h"
-#include "server/job_metrics.h"
-#include "server/metrics_http_server.h"
-#include "server/metrics_registry.h"
-#include "server/process_metrics.h"
+#include "core/base/error.h"
+#include "core/refine/refine_trainer.h"
+#include "server/jobs/job_metrics.h"
+#include "server/metrics/metrics_http_server.h"
+#include "server/metrics/metrics_registry.h"
+#include "server/metrics/process_metrics.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "server/metrics_http_server.h"
+#include "server/metrics/metrics_http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
-#include "server/metrics_registry.h"
+#include "core/base/error.h"
+#include "server/metrics/metrics_registry.h"
 
 namespace refinery {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/metrics_registry.h"
+#include "server/metrics/metrics_registry.h"
 
 #include <gtest/gtest.h>
 
@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
-#include "server/process_metrics.h"
+#include "core/base/error.h"
+#include "server/metrics/process_metrics.h"
 
 namespace refinery {
 namespace {

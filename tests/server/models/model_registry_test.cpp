@@ -1,11 +1,11 @@
-#include "server/model_registry.h"
+#include "server/models/model_registry.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <torch/torch.h>
 
-#include "core/error.h"
-#include "fixture.h"
+#include "core/base/error.h"
+#include "support/fixture.h"
 
 namespace refinery {
 namespace {
