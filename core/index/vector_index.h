@@ -34,34 +34,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/index/index_options.h"
+
 namespace faiss {
 struct Index;
 }
 
 namespace refinery {
-
-enum class IndexKind { kFlat, kIvf, kHnsw };
-
-const char* index_kind_name(IndexKind kind);  // "flat", "ivf", "hnsw"
-IndexKind parse_index_kind(const std::string& name);  // invalid_argument naming it
-
-struct IndexOptions {
-  IndexKind kind = IndexKind::kFlat;
-  int ivf_nlist = 0;              // IVF cells; 0 = about 4 * sqrt(n) at training time, retrained as n grows
-  int ivf_nprobe = 0;             // cells visited by default; 0 = max(8, nlist / 16)
-  int hnsw_m = 32;                // graph neighbours per node; 0 = 32
-  int hnsw_ef_construction = 64;  // build beam width; 0 = 64
-  int hnsw_ef_search = 64;        // default search beam width; 0 = 64
-
-  // Zeros replaced by the defaults above; invalid_argument naming a bad field.
-  IndexOptions resolved() const;
-};
-
-// Per-search knobs; 0 = the index's default.
-struct SearchParams {
-  int ivf_nprobe = 0;
-  int hnsw_ef_search = 0;
-};
 
 struct SearchHit {
   std::string id;
@@ -124,7 +103,7 @@ class VectorIndex {
   int ivf_nlist() const;   // IVF cells in use; 0 while untrained or not IVF
   bool contains(const std::string& id) const;
 
-  // Persists the index into `dir` atomically; see vector_index.cpp for the
+  // Persists the index into `dir` atomically; see vector_index_storage.cpp for the
   // protocol. Siblings `dir`.tmp and `dir`.old are used on the way.
   void save(const std::string& dir) const;
   // Loads what save() wrote, first repairing an interrupted save (recover()).

@@ -1,0 +1,348 @@
+#include "core/index/vector_index.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+
+#include "core/base/error.h"
+#include "core/index/durable_file.h"
+#include "core/index/error_text.h"
+#include "core/index/hnsw_graph.h"
+#include "core/index/index_options_json.h"
+
+// Persistence protocol of save(dir). Files live in `dir`:
+//   vectors.f32    slots x dim float32 (native byte order), L2-normalised
+//   items.bin      per slot: u8 live, u32 id length, id, u32 metadata length, metadata
+//   faiss.index    the trained IVF or the HNSW graph (absent for FLAT / untrained IVF)
+//   manifest.json  dim, options, counts, and the size + checksum of every file above
+// Steps:
+//   1. recover(dir) (below) so no earlier crash is pending;
+//   2. write everything into the sibling `dir`.tmp, fsync each file; the
+//      manifest goes last, as manifest.json.part renamed to manifest.json, so
+//      a manifest's presence means the directory is complete; fsync `dir`.tmp;
+//   3. rename `dir` -> `dir`.old (if `dir` exists); rename `dir`.tmp -> `dir`;
+//      fsync the parent; delete `dir`.old.
+// recover(dir) after a crash at any point:
+//   - `dir` exists: it is the latest complete state (step 3 only renames a
+//     complete tmp into place); delete `dir`.tmp and `dir`.old.
+//   - else `dir`.tmp has manifest.json: the crash hit between the renames (or
+//     before the first rename of a first save); roll forward: rename it in.
+//   - else `dir`.old exists: roll back to it.
+//   Leftover tmp/old directories are then deleted.
+// A checksum mismatch or short file found by load() is reported as
+// invalid_argument naming the file, never served.
+
+namespace refinery {
+namespace {
+
+namespace fs = std::filesystem;
+using index_internal::check_checksum;
+using index_internal::check_file;
+using index_internal::Checksum;
+using index_internal::checksum_file;
+using index_internal::DurableWriter;
+using index_internal::exists;
+using index_internal::FastFlatIP;
+using index_internal::fsync_dir;
+using index_internal::idx_t;
+using index_internal::in_quotes;
+using index_internal::options_from_json;
+using index_internal::options_to_json;
+using index_internal::parent_of;
+using index_internal::read_exact;
+using index_internal::remove_tree;
+using index_internal::rename_path;
+using index_internal::write_error;
+
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kVectorsFile = "vectors.f32";
+constexpr const char* kItemsFile = "items.bin";
+constexpr const char* kFaissFile = "faiss.index";
+constexpr const char* kFormat = "refinery-vector-index";
+constexpr int kFormatVersion = 1;
+
+// Lets faiss::write_index stream into a DurableWriter.
+struct FaissFileWriter : faiss::IOWriter {
+  explicit FaissFileWriter(DurableWriter* out) : out(out) {}
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    out->write(ptr, size * nitems);
+    return nitems;
+  }
+  DurableWriter* out;
+};
+
+void put_u32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
+
+}  // namespace
+
+void VectorIndex::recover(const std::string& dir) {
+  const std::string tmp = dir + ".tmp", old = dir + ".old";
+  if (exists(dir)) {
+    remove_tree(tmp);
+    remove_tree(old);
+    return;
+  }
+  if (exists(tmp + "/" + kManifest)) {
+    rename_path(tmp, dir);
+    fsync_dir(parent_of(dir));
+    remove_tree(old);
+  } else if (exists(old)) {
+    rename_path(old, dir);
+    fsync_dir(parent_of(dir));
+    remove_tree(tmp);
+  } else {
+    remove_tree(tmp);
+  }
+}
+
+void VectorIndex::save(const std::string& dir) const {
+  recover(dir);
+  const std::string tmp = dir + ".tmp", old = dir + ".old", parent = parent_of(dir);
+  {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (ec) throw internal_error("cannot create directory " + parent + ": " + ec.message());
+  }
+  try {
+    if (::mkdir(tmp.c_str(), 0755) != 0) throw write_error("cannot create directory", tmp, errno);
+    nlohmann::json files = nlohmann::json::object();
+    auto record = [&](const char* name, const DurableWriter& w) {
+      files[name] = {{"bytes", w.bytes()}, {"checksum", Checksum::hex(w.checksum())}};
+    };
+    nlohmann::json manifest;
+    {
+      auto lock = read_lock();  // a consistent snapshot; searches go on
+      {
+        DurableWriter w(tmp + "/" + kVectorsFile);
+        w.write(vectors_.data(), vectors_.size() * sizeof(float));
+        w.finish();
+        record(kVectorsFile, w);
+      }
+      {
+        DurableWriter w(tmp + "/" + kItemsFile);
+        std::string rec;
+        for (size_t s = 0; s < slots(); ++s) {
+          rec.clear();
+          rec.push_back(static_cast<char>(live_[s]));
+          put_u32(rec, static_cast<uint32_t>(ids_[s].size()));
+          rec += ids_[s];
+          put_u32(rec, static_cast<uint32_t>(metadata_[s].size()));
+          rec += metadata_[s];
+          w.write(rec.data(), rec.size());
+        }
+        w.finish();
+        record(kItemsFile, w);
+      }
+      std::string ann = "none";
+      if (ann_) {
+        ann = options_.kind == IndexKind::kHnsw ? "hnsw" : "ivf";
+        DurableWriter w(tmp + "/" + kFaissFile);
+        FaissFileWriter writer(&w);
+        try {
+          faiss::write_index(ann_.get(), &writer);
+        } catch (const faiss::FaissException& e) {
+          throw internal_error("cannot write " + tmp + "/" + kFaissFile + ": " + e.what());
+        }
+        w.finish();
+        record(kFaissFile, w);
+      }
+      manifest = {{"format", kFormat},
+                  {"version", kFormatVersion},
+                  {"dim", dim_},
+                  {"options", options_to_json(options_)},
+                  {"slots", slots()},
+                  {"live", slot_of_.size()},
+                  {"ann", ann},
+                  {"ivf_trained_at", ivf_trained_at_},
+                  {"files", files}};
+    }
+    {
+      const std::string part = tmp + "/" + kManifest + ".part";
+      DurableWriter w(part);
+      const std::string text = manifest.dump(2) + "\n";
+      w.write(text.data(), text.size());
+      w.finish();
+      rename_path(part, tmp + "/" + kManifest);
+    }
+    fsync_dir(tmp);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);  // best effort: the last good `dir` is untouched
+    throw;
+  }
+
+  const bool had_old = exists(dir);
+  if (had_old) rename_path(dir, old);
+  try {
+    rename_path(tmp, dir);
+  } catch (...) {
+    if (had_old) ::rename(old.c_str(), dir.c_str());  // best effort; recover() also handles it
+    throw;
+  }
+  fsync_dir(parent);
+  if (had_old) remove_tree(old);
+}
+
+std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir) {
+  recover(dir);
+  if (!exists(dir)) throw not_found("no saved vector index at " + dir);
+  const std::string manifest_path = dir + "/" + kManifest;
+  nlohmann::json m;
+  {
+    std::string text;
+    struct stat st {};
+    if (::stat(manifest_path.c_str(), &st) != 0) {
+      throw invalid_argument(manifest_path + ": cannot read: " + std::strerror(errno));
+    }
+    text.resize(static_cast<size_t>(st.st_size));
+    read_exact(manifest_path, text.data(), text.size());
+    try {
+      m = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      throw invalid_argument(manifest_path + ": not valid JSON: " + e.what());
+    }
+  }
+
+  std::unique_ptr<VectorIndex> index;
+  size_t slots = 0, live = 0;
+  std::string ann;
+  uint64_t vectors_bytes = 0, items_bytes = 0, faiss_bytes = 0;
+  std::string vectors_sum, items_sum, faiss_sum;
+  try {
+    if (m.at("format").get<std::string>() != kFormat || m.at("version").get<int>() != kFormatVersion) {
+      throw invalid_argument(manifest_path + ": not a version " + std::to_string(kFormatVersion) +
+                             " refinery vector index manifest");
+    }
+    index = std::make_unique<VectorIndex>(m.at("dim").get<int>(), options_from_json(m.at("options")));
+    slots = m.at("slots").get<size_t>();
+    live = m.at("live").get<size_t>();
+    ann = m.at("ann").get<std::string>();
+    index->ivf_trained_at_ = m.at("ivf_trained_at").get<size_t>();
+    const auto& files = m.at("files");
+    vectors_bytes = files.at(kVectorsFile).at("bytes").get<uint64_t>();
+    vectors_sum = files.at(kVectorsFile).at("checksum").get<std::string>();
+    items_bytes = files.at(kItemsFile).at("bytes").get<uint64_t>();
+    items_sum = files.at(kItemsFile).at("checksum").get<std::string>();
+    if (ann != "none") {
+      faiss_bytes = files.at(kFaissFile).at("bytes").get<uint64_t>();
+      faiss_sum = files.at(kFaissFile).at("checksum").get<std::string>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw invalid_argument(manifest_path + ": missing or malformed field: " + e.what());
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kInvalidArgument || std::string(e.what()).rfind(manifest_path, 0) == 0) throw;
+    throw invalid_argument(manifest_path + ": " + e.what());
+  }
+  const int dim = index->dim_;
+  if (vectors_bytes != static_cast<uint64_t>(slots) * dim * sizeof(float)) {
+    throw invalid_argument(manifest_path + ": " + kVectorsFile + " size does not match slots x dim");
+  }
+  if (!(ann == "none" || (ann == "hnsw" && index->options_.kind == IndexKind::kHnsw) ||
+        (ann == "ivf" && index->options_.kind == IndexKind::kIvf))) {
+    throw invalid_argument(manifest_path + ": ann " + in_quotes(ann) + " does not fit the index kind");
+  }
+
+  // Vectors: sizes first, so a corrupt manifest cannot make us allocate wildly.
+  const std::string vectors_path = dir + "/" + kVectorsFile;
+  check_file(vectors_path, vectors_bytes);
+  index->vectors_.resize(static_cast<size_t>(slots) * dim);
+  check_checksum(vectors_path, read_exact(vectors_path, index->vectors_.data(), vectors_bytes), vectors_sum);
+
+  // Items.
+  const std::string items_path = dir + "/" + kItemsFile;
+  check_file(items_path, items_bytes);
+  std::string items(items_bytes, '\0');
+  check_checksum(items_path, read_exact(items_path, items.data(), items_bytes), items_sum);
+  {
+    size_t pos = 0;
+    auto take_u32 = [&](size_t slot) {
+      if (pos + 4 > items.size()) throw invalid_argument(items_path + ": record " + std::to_string(slot) + " is cut short");
+      uint32_t v;
+      std::memcpy(&v, items.data() + pos, 4);
+      pos += 4;
+      return v;
+    };
+    auto take_str = [&](size_t slot, uint32_t len) {
+      if (pos + len > items.size()) throw invalid_argument(items_path + ": record " + std::to_string(slot) + " is cut short");
+      std::string s = items.substr(pos, len);
+      pos += len;
+      return s;
+    };
+    index->ids_.reserve(slots);
+    index->metadata_.reserve(slots);
+    index->live_.reserve(slots);
+    for (size_t s = 0; s < slots; ++s) {
+      if (pos + 1 > items.size()) throw invalid_argument(items_path + ": record " + std::to_string(s) + " is cut short");
+      const uint8_t is_live = static_cast<uint8_t>(items[pos++]);
+      std::string id = take_str(s, take_u32(s));
+      std::string meta = take_str(s, take_u32(s));
+      if (is_live > 1 || id.empty()) throw invalid_argument(items_path + ": record " + std::to_string(s) + " is corrupt");
+      if (is_live && !index->slot_of_.emplace(id, s).second) {
+        throw invalid_argument(items_path + ": id " + in_quotes(id) + " appears twice");
+      }
+      index->ids_.push_back(std::move(id));
+      index->metadata_.push_back(std::move(meta));
+      index->live_.push_back(is_live);
+    }
+    if (pos != items.size()) throw invalid_argument(items_path + ": trailing bytes after " + std::to_string(slots) + " records");
+    if (index->slot_of_.size() != live) {
+      throw invalid_argument(items_path + ": " + std::to_string(index->slot_of_.size()) + " live items, manifest says " +
+                             std::to_string(live));
+    }
+    index->dead_ = slots - live;
+  }
+
+  // The FAISS structure, as saved: no retraining, no graph rebuild.
+  if (ann == "none") {
+    index->ann_.reset();
+    if (index->options_.kind == IndexKind::kHnsw) index->rebuild_ann();  // only if saved without its graph
+  } else {
+    const std::string faiss_path = dir + "/" + kFaissFile;
+    check_file(faiss_path, faiss_bytes);
+    check_checksum(faiss_path, checksum_file(faiss_path, faiss_bytes), faiss_sum);
+    std::unique_ptr<faiss::Index> loaded;
+    try {
+      faiss::FileIOReader reader(faiss_path.c_str());
+      loaded.reset(faiss::read_index(&reader));
+    } catch (const faiss::FaissException& e) {
+      throw invalid_argument(faiss_path + ": not a readable FAISS index: " + e.what());
+    }
+    auto loaded_ivf = dynamic_cast<faiss::IndexIVFFlat*>(loaded.get());
+    const bool type_ok = ann == "hnsw" ? dynamic_cast<faiss::IndexHNSWFlat*>(loaded.get()) != nullptr
+                                       : loaded_ivf && dynamic_cast<faiss::IndexFlat*>(loaded_ivf->quantizer) &&
+                                             loaded_ivf->quantizer->metric_type == faiss::METRIC_INNER_PRODUCT;
+    // HNSW labels are insertion order, so the graph holds every slot; IVF
+    // lists hold at most every slot.
+    const bool count_ok = ann == "hnsw" ? loaded->ntotal == static_cast<idx_t>(slots)
+                                        : loaded->ntotal <= static_cast<idx_t>(slots);
+    if (!type_ok || !count_ok || loaded->d != dim || loaded->metric_type != faiss::METRIC_INNER_PRODUCT) {
+      throw invalid_argument(faiss_path + ": does not match the manifest (type, dim, metric or item count)");
+    }
+    if (auto hnsw = dynamic_cast<faiss::IndexHNSW*>(loaded.get())) {
+      // Back to the fast storage class (saved as a plain IndexFlatIP).
+      auto flat = dynamic_cast<faiss::IndexFlat*>(hnsw->storage);
+      if (!flat) throw invalid_argument(faiss_path + ": the HNSW graph has no flat storage");
+      auto fast = std::make_unique<FastFlatIP>(dim);
+      fast->codes.swap(flat->codes);
+      fast->ntotal = flat->ntotal;
+      if (hnsw->own_fields) delete hnsw->storage;
+      hnsw->storage = fast.release();
+      hnsw->own_fields = true;
+      hnsw->hnsw.efSearch = 1;  // see search()
+    }
+    index->ann_ = std::move(loaded);
+  }
+  return index;
+}
+
+}  // namespace refinery
