@@ -11,32 +11,12 @@ set -euo pipefail
 SERVERD=$(realpath "$1")
 CLI=$(realpath "$2")
 FIX=$(realpath "$3")
-WORK=$(mktemp -d /tmp/refinery-jobs-e2e.XXXXXX)
-SERVER_PID=""
+source "$(dirname "$(realpath "$0")")/lib.sh"
+setup_work refinery-jobs-e2e
 WATCH_PID=""
+at_exit() { [[ -n $WATCH_PID ]] && kill -KILL "$WATCH_PID" 2>/dev/null || true; }
 
-cleanup() {
-  [[ -n $WATCH_PID ]] && kill -KILL "$WATCH_PID" 2>/dev/null || true
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  if [[ -f $WORK/server.log ]]; then echo "--- server log (tail) ---" >&2; tail -n 40 "$WORK/server.log" >&2; fi
-  exit 1
-}
-ok() { echo "ok: $*"; }
-
-read -r PORT MPORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
+read -r PORT MPORT < <(free_ports 2)
 ADDR=127.0.0.1:$PORT
 cli() { "$CLI" --server "$ADDR" --timeout 60 "$@"; }
 
@@ -82,20 +62,9 @@ print(json.dumps({"events": len(events), "last_seq": seqs[-1], "states": states,
                   "evals": sum(1 for e in events if "eval" in e), "checkpoints": sum(1 for e in events if "checkpoint" in e),
                   "restarted": any("restarted" in m for m in msgs)}))
 PY
-field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
-
-start_server() {
-  "$SERVERD" --listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models" \
-    --data-dir "$WORK/data" --device cpu --threads 2 >> "$WORK/server.log" 2>&1 &
-  SERVER_PID=$!
-  local deadline=$((SECONDS + 60))
-  until cli --timeout 2 health > /dev/null 2>&1; do
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "refineryd exited during start-up"
-    ((SECONDS < deadline)) || fail "refineryd not SERVING within 60 s"
-    sleep 0.3
-  done
-}
-start_server
+SERVER_ARGS=(--listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models"
+  --data-dir "$WORK/data" --device cpu --threads 2)
+start_refineryd "${SERVER_ARGS[@]}"
 
 # --- bad data specs are refused at submit, naming the culprit ---------------
 expect_refused() {  # WHAT CODE MENTION -- submit args
@@ -189,11 +158,10 @@ until grep -q '"checkpoint"' "$WORK/kwatch.jsonl" 2>/dev/null; do
   ((SECONDS < deadline)) || fail "no checkpoint within 120 s"; sleep 0.2
 done
 sleep 0.5
-kill -KILL "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null || true
+stop_refineryd --kill
 BEFORE=$(python3 -c 'import json,sys; print(max(json.loads(l)["seq"] for l in open(sys.argv[1]) if l.strip()))' "$WORK/kwatch.jsonl")
 ok "kill -9 of refineryd after event $BEFORE (a checkpoint was written)"
-start_server
+start_refineryd "${SERVER_ARGS[@]}"
 wait "$WATCH_PID" || fail "the watcher did not follow the job to SUCCEEDED across the restart: $(tail -3 "$WORK/kwatch.err")"
 WATCH_PID=""
 SUMMARY=$(python3 "$WORK/events.py" "$WORK/kwatch.jsonl" 1 SUCCEEDED) || fail "watcher events: $SUMMARY"

@@ -10,33 +10,13 @@ SERVERD=$(realpath "$1")
 CLI=$(realpath "$2")
 FIX=$(realpath "$3")
 ASSETS=$(cd "$(dirname "$0")/../../assets" && pwd)
-WORK=$(mktemp -d /tmp/refinery-e2e.XXXXXX)
-SERVER_PID=""
+source "$(dirname "$(realpath "$0")")/lib.sh"
+setup_work refinery-e2e
 MAX_ITEMS=64    # --max-request-items: low, so an oversized request is cheap to make
 GRACE_S=10      # --shutdown-grace-s
 
-cleanup() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  if [[ -f $WORK/server.log ]]; then echo "--- server log (tail) ---" >&2; tail -n 30 "$WORK/server.log" >&2; fi
-  exit 1
-}
-ok() { echo "ok: $*"; }
-
 # Two free TCP ports on 127.0.0.1 (gRPC, metrics).
-read -r PORT MPORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
+read -r PORT MPORT < <(free_ports 2)
 ADDR=127.0.0.1:$PORT
 cli() { "$CLI" --server "$ADDR" --timeout 60 "$@"; }
 
@@ -44,41 +24,15 @@ mkdir -p "$WORK/models" "$WORK/data"
 cp "$FIX/tiny.safetensors" "$WORK/models/tiny.safetensors"
 mapfile -t IMAGES < <(ls "$FIX"/images/* | sort)
 
-# Reads safetensors tensors and the client's JSON output with the standard
-# library only.
+# Checks over the client's JSON output with the standard library only.
 cat > "$WORK/check.py" <<'PY'
-import json, math, struct, sys
-def read(path):
-    b = open(path, 'rb').read()
-    n = struct.unpack('<Q', b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {'__metadata__': h.pop('__metadata__', {})}
-    for k, v in h.items():
-        s, e = v['data_offsets']
-        raw = b[8 + n + s:8 + n + e]
-        fmt = {'F32': 'f', 'I32': 'i', 'F16': 'e'}[v['dtype']]
-        out[k] = (v['shape'], list(struct.unpack('<%d%s' % (len(raw) // struct.calcsize(fmt), fmt), raw)))
-    return out
-def rows(t):
-    shape, vals = t
-    d = shape[-1]
-    return [vals[i:i + d] for i in range(0, len(vals), d)]
-def cos(a, b):
-    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+import json, sys
 def load(path):
     return json.load(open(path))
 def descending(xs):
     return all(a >= b - 1e-12 for a, b in zip(xs, xs[1:]))
 cmd, args = sys.argv[1], sys.argv[2:]
-if cmd == 'cosine':  # cosine FILE KEY REF KEY MIN MODEL
-    f = read(args[0])
-    a = rows(f[args[1]]); b = rows(read(args[2])[args[3]])
-    assert len(a) == len(b), ('rows', len(a), len(b))
-    assert f['__metadata__'].get('model') == args[5], ('metadata', f['__metadata__'])
-    worst = min(cos(x, y) for x, y in zip(a, b))
-    assert worst >= float(args[4]), ('worst cosine', worst)
-    print('%d rows, worst cosine %.7f' % (len(a), worst))
-elif cmd == 'has-model':  # has-model LIST.json REF
+if cmd == 'has-model':  # has-model LIST.json REF
     refs = [m['ref'] for m in load(args[0])['models']]
     assert args[1] in refs, refs
 elif cmd == 'classify':  # classify OUT.json IMAGES LABELS_PER_IMAGE [all]
@@ -133,18 +87,8 @@ else:
 PY
 check() { python3 "$WORK/check.py" "$@"; }
 
-start_server() {
-  "$SERVERD" --listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models" \
-    --data-dir "$WORK/data" --device cpu --threads 2 --max-request-items "$MAX_ITEMS" \
-    --shutdown-grace-s "$GRACE_S" >> "$WORK/server.log" 2>&1 &
-  SERVER_PID=$!
-  local deadline=$((SECONDS + 60))
-  until cli --timeout 2 health > /dev/null 2>&1; do
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "refineryd exited during start-up"
-    ((SECONDS < deadline)) || fail "refineryd not SERVING within 60 s"
-    sleep 0.3
-  done
-}
+SERVER_ARGS=(--listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models"
+  --data-dir "$WORK/data" --device cpu --threads 2 --max-request-items "$MAX_ITEMS" --shutdown-grace-s "$GRACE_S")
 
 # expect_error PHRASE CMD...: the command fails and its stderr names PHRASE;
 # then the server must still answer a normal call.
@@ -161,7 +105,7 @@ echo "== start refineryd on $ADDR (metrics $MPORT)"
 "$CLI" --server "$ADDR" --timeout 2 health > "$WORK/out.txt" 2> "$WORK/err.txt" && fail "health succeeded with no server"
 grep -q "UNAVAILABLE" "$WORK/err.txt" && grep -qF "$ADDR" "$WORK/err.txt" || fail "no-server error: $(cat "$WORK/err.txt")"
 ok "health without a server: $(cat "$WORK/err.txt")"
-start_server
+start_refineryd "${SERVER_ARGS[@]}"
 [[ $(cli health) == SERVING ]] || fail "health"
 ok "health: SERVING"
 
@@ -176,11 +120,11 @@ ok "models list/show: tiny@1, embed dim 32"
 
 echo "== embeddings match the reference implementation"
 cli embed text --texts "$FIX/texts.json" --output "$WORK/text.safetensors" > /dev/null
-r=$(check cosine "$WORK/text.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.99999 tiny@1) \
+r=$(st cosine "$WORK/text.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.99999 tiny@1) \
   || fail "text features differ from the reference"
 ok "embed text (200 texts, chunked under --max-request-items $MAX_ITEMS): $r"
 cli embed image "${IMAGES[@]}" --output "$WORK/image.safetensors" > /dev/null
-r=$(check cosine "$WORK/image.safetensors" embeddings "$FIX/reference.safetensors" image_features 0.9995 tiny@1) \
+r=$(st cosine "$WORK/image.safetensors" embeddings "$FIX/reference.safetensors" image_features 0.9995 tiny@1) \
   || fail "image features differ from the reference"
 ok "embed image (9 images): $r"
 cli --json embed text "a photo of a cat" "a dog" --normalize > "$WORK/embed.json"
@@ -272,18 +216,10 @@ r=$(check bench "$WORK/bench.json") || fail "bench --json: $(cat "$WORK/bench.js
 ok "bench embed text x4 for 2 s: $r"
 
 echo "== SIGTERM drains and exits 0; a restart keeps the index"
-kill -TERM "$SERVER_PID"
-deadline=$((SECONDS + GRACE_S + 5))
-while kill -0 "$SERVER_PID" 2>/dev/null; do
-  ((SECONDS < deadline)) || fail "refineryd still running $((GRACE_S + 5)) s after SIGTERM"
-  sleep 0.1
-done
-rc=0
-wait "$SERVER_PID" || rc=$?
-SERVER_PID=""
-[[ $rc -eq 0 ]] || fail "refineryd exited $rc after SIGTERM"
+stop_refineryd --wait $((GRACE_S + 5)) || fail "refineryd still running $((GRACE_S + 5)) s after SIGTERM"
+[[ $STOPPED_RC -eq 0 ]] || fail "refineryd exited $STOPPED_RC after SIGTERM"
 ok "SIGTERM: exited 0"
-start_server
+start_refineryd "${SERVER_ARGS[@]}"
 cli --json index list > "$WORK/indexes.json"
 check index-size "$WORK/indexes.json" docs 102 || fail "after restart: $(cat "$WORK/indexes.json")"
 cli --json search docs --text "$QUERY" -k 5 > "$WORK/hits4.json"

@@ -27,6 +27,7 @@
 #
 # Environment: PROMETHEUS (default "prometheus"), KEEP_TMP=1 keeps the temp dir.
 set -uo pipefail
+source "$(dirname "$(realpath "$0")")/../../e2e/lib.sh"
 
 usage() {
   sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2
@@ -57,13 +58,8 @@ for metric in "${expects[@]+"${expects[@]}"}"; do
 done
 
 prometheus=${PROMETHEUS:-prometheus}
-command -v "$prometheus" >/dev/null || { echo "FAIL: '$prometheus' not found (Debian package 'prometheus')" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "FAIL: python3 is needed to pick free ports" >&2; exit 1; }
-
-# A port the kernel just handed out and released; racy in theory, fine on a test box.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+command -v "$prometheus" >/dev/null || fail "'$prometheus' not found (Debian package 'prometheus')"
+command -v python3 >/dev/null || fail "python3 is needed to pick free ports"
 
 # GET http://127.0.0.1:$prom_port/api/v1/query?query=$1, body on stdout.
 prom_query() {
@@ -88,54 +84,32 @@ prom_get() {  # GET an arbitrary API path, for diagnostics
   fi
 }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/prometheus_scrape.XXXXXX")
+setup_work prometheus_scrape
 target_pid=""
 prom_pid=""
-
-stop_process() {  # stop_process PID NAME: TERM, then KILL after 10 s
-  local pid=$1 name=$2
-  [[ -n $pid ]] || return 0
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "warning: $name (pid $pid) ignored SIGTERM for 10 s; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  wait "$pid" 2>/dev/null
+at_exit() {
+  stop_pid "$prom_pid" 10 prometheus
+  stop_pid "$target_pid" 10 target
 }
 
-cleanup() {
-  stop_process "$prom_pid" prometheus
-  stop_process "$target_pid" target
-  if [[ ${KEEP_TMP:-0} == 1 ]]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-  echo "FAIL: $*" >&2
+on_fail() {  # after lib.sh's "FAIL: ..." line
   if [[ -n $prom_pid ]] && kill -0 "$prom_pid" 2>/dev/null; then
     echo "--- Prometheus targets ---" >&2
     prom_get /api/v1/targets >&2 2>/dev/null && echo >&2
   fi
   echo "--- Prometheus log (tail) ---" >&2
-  tail -n 40 "$tmp/prometheus.log" >&2 2>/dev/null
+  tail -n 40 "$WORK/prometheus.log" >&2 2>/dev/null
   echo "--- target stdout (tail) ---" >&2
-  tail -n 20 "$tmp/target.out" >&2 2>/dev/null
+  tail -n 20 "$WORK/target.out" >&2 2>/dev/null
   echo "--- target stderr (tail) ---" >&2
-  tail -n 40 "$tmp/target.err" >&2 2>/dev/null
-  exit 1
+  tail -n 40 "$WORK/target.err" >&2 2>/dev/null
 }
 
 deadline=$((SECONDS + timeout_s))
 
 # --- the target ---------------------------------------------------------------
 if [[ $port_from_stdout -eq 0 && -z $target ]]; then
-  target="127.0.0.1:$(free_port)"
+  target="127.0.0.1:$(free_ports 1)"
 fi
 cmd=()
 for arg in "$@"; do
@@ -144,14 +118,14 @@ for arg in "$@"; do
   cmd+=("$arg")
 done
 echo "starting target: ${cmd[*]}" >&2
-"${cmd[@]}" >"$tmp/target.out" 2>"$tmp/target.err" </dev/null &
+"${cmd[@]}" >"$WORK/target.out" 2>"$WORK/target.err" </dev/null &
 target_pid=$!
 
 if [[ $port_from_stdout -eq 1 ]]; then
   port=""
   while [[ -z $port ]]; do
-    if [[ $(wc -l <"$tmp/target.out") -ge 1 ]]; then  # a complete first line
-      port=$(head -n 1 "$tmp/target.out")
+    if [[ $(wc -l <"$WORK/target.out") -ge 1 ]]; then  # a complete first line
+      port=$(head -n 1 "$WORK/target.out")
       [[ $port =~ ^[0-9]+$ ]] || fail "first stdout line of the target is '$port', not a port"
       break
     fi
@@ -164,8 +138,8 @@ fi
 echo "target: $target" >&2
 
 # --- Prometheus ---------------------------------------------------------------
-prom_port=$(free_port)
-cat >"$tmp/prometheus.yml" <<YAML
+prom_port=$(free_ports 1)
+cat >"$WORK/prometheus.yml" <<YAML
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -176,11 +150,11 @@ scrape_configs:
       - targets: ['$target']
 YAML
 "$prometheus" \
-  --config.file="$tmp/prometheus.yml" \
-  --storage.tsdb.path="$tmp/tsdb" \
+  --config.file="$WORK/prometheus.yml" \
+  --storage.tsdb.path="$WORK/tsdb" \
   --web.listen-address="127.0.0.1:$prom_port" \
   --log.level=info \
-  >"$tmp/prometheus.log" 2>&1 </dev/null &
+  >"$WORK/prometheus.log" 2>&1 </dev/null &
 prom_pid=$!
 echo "prometheus: http://127.0.0.1:$prom_port (pid $prom_pid)" >&2
 

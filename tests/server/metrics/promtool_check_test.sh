@@ -7,45 +7,31 @@
 # script also treats any output at all as a failure.
 set -uo pipefail
 
+source "$(dirname "$(realpath "$0")")/../../e2e/lib.sh"
+
 if [[ $# -ne 1 ]]; then
   echo "usage: $0 DUMP_BINARY" >&2
   exit 2
 fi
 dump=$1
 promtool=${PROMTOOL:-promtool}
-if ! command -v "$promtool" >/dev/null; then
-  echo "FAIL: promtool not found (Debian package 'prometheus', or set PROMTOOL)" >&2
-  exit 1
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/promtool_check.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+command -v "$promtool" >/dev/null || fail "promtool not found (Debian package 'prometheus', or set PROMTOOL)"
+setup_work promtool_check
 
 # promtool accepts empty input, so make sure the linter really bites first.
-printf '# TYPE bad counter\nbad 1\n' | "$promtool" check metrics >"$tmp/selftest.out" 2>&1
-if [[ $? -eq 0 ]]; then
-  echo "FAIL: promtool accepted a counter without _total and HELP; is it really promtool?" >&2
-  exit 1
+if printf '# TYPE bad counter\nbad 1\n' | "$promtool" check metrics >"$WORK/selftest.out" 2>&1; then
+  fail "promtool accepted a counter without _total and HELP; is it really promtool?"
 fi
 
-if ! timeout 30 "$dump" --print >"$tmp/metrics.txt" 2>"$tmp/dump.err"; then
-  echo "FAIL: '$dump --print' failed:" >&2
-  cat "$tmp/dump.err" >&2
-  exit 1
-fi
-if ! grep -q '^# TYPE ' "$tmp/metrics.txt"; then
-  echo "FAIL: '$dump --print' printed no metric families" >&2
-  exit 1
-fi
+timeout 30 "$dump" --print >"$WORK/metrics.txt" 2>"$WORK/dump.err" || fail "'$dump --print' failed:
+$(cat "$WORK/dump.err")"
+grep -q '^# TYPE ' "$WORK/metrics.txt" || fail "'$dump --print' printed no metric families"
 
-timeout 30 "$promtool" check metrics <"$tmp/metrics.txt" >"$tmp/promtool.out" 2>&1
+timeout 30 "$promtool" check metrics <"$WORK/metrics.txt" >"$WORK/promtool.out" 2>&1
 rc=$?
-if [[ $rc -ne 0 || -s "$tmp/promtool.out" ]]; then
-  echo "FAIL: promtool check metrics exited $rc and reported:" >&2
-  cat "$tmp/promtool.out" >&2
-  echo "--- exposition checked ---" >&2
-  cat "$tmp/metrics.txt" >&2
-  exit 1
-fi
-echo "PASS: promtool check metrics found no problems in $(grep -c '^# TYPE ' "$tmp/metrics.txt") families," \
-  "$(grep -vc '^#' "$tmp/metrics.txt") samples"
+[[ $rc -eq 0 && ! -s "$WORK/promtool.out" ]] || fail "promtool check metrics exited $rc and reported:
+$(cat "$WORK/promtool.out")
+--- exposition checked ---
+$(cat "$WORK/metrics.txt")"
+echo "PASS: promtool check metrics found no problems in $(grep -c '^# TYPE ' "$WORK/metrics.txt") families," \
+  "$(grep -vc '^#' "$WORK/metrics.txt") samples"

@@ -5,44 +5,8 @@
 set -euo pipefail
 TOOL=$1
 FIX=$2
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# Reads a safetensors tensor as floats with the standard library only.
-cat > "$WORK/st.py" <<'PY'
-import json, struct, sys, math
-def read(path):
-    b = open(path, 'rb').read()
-    n = struct.unpack('<Q', b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in h.items():
-        if k == '__metadata__':
-            continue
-        s, e = v['data_offsets']
-        raw = b[8 + n + s:8 + n + e]
-        fmt = {'F32': 'f', 'I32': 'i', 'F16': 'e'}[v['dtype']]
-        out[k] = (v['shape'], list(struct.unpack('<%d%s' % (len(raw) // struct.calcsize(fmt), fmt), raw)))
-    return out
-def rows(t):
-    shape, vals = t
-    d = shape[-1]
-    return [vals[i:i + d] for i in range(0, len(vals), d)]
-def cos(a, b):
-    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-cmd = sys.argv[1]
-if cmd == 'cosine':  # cosine FILE KEY REF KEY MIN
-    a = rows(read(sys.argv[2])[sys.argv[3]]); b = rows(read(sys.argv[4])[sys.argv[5]])
-    assert len(a) == len(b), (len(a), len(b))
-    worst = min(cos(x, y) for x, y in zip(a, b))
-    print('rows %d, worst cosine %.7f' % (len(a), worst))
-    sys.exit(0 if worst >= float(sys.argv[6]) else 1)
-if cmd == 'equal':  # equal FILE KEY REF KEY
-    a = read(sys.argv[2])[sys.argv[3]]; b = read(sys.argv[4])[sys.argv[5]]
-    sys.exit(0 if a == b else 1)
-PY
-st() { python3 "$WORK/st.py" "$@"; }
+source "$(dirname "$(realpath "$0")")/../../e2e/lib.sh"
+setup_work refinery-model-cli
 
 echo "== info on every checkpoint form"
 for form in tiny.jit.pt tiny.state_dict.pt tiny.safetensors tiny-hf; do
