@@ -237,7 +237,9 @@ TEST(EmbeddingService, ClassifyGivesCLIPsZeroShotProbabilities) {
   for (int i = 0; i < 4; ++i) {
     sum += scores[i].probability();
     EXPECT_NEAR(scores[i].probability(), probs[scores[i].index()].item<double>(), 1e-4) << scores[i].label();
-    if (i > 0) EXPECT_GE(scores[i - 1].probability(), scores[i].probability());
+    if (i > 0) {
+      EXPECT_GE(scores[i - 1].probability(), scores[i].probability());
+    }
   }
   EXPECT_NEAR(sum, 1.0, 1e-5);
 }
@@ -261,7 +263,9 @@ TEST(EmbeddingService, RankOrdersCandidatesByCosine) {
   for (int i = 0; i < resp.items_size(); ++i) {
     EXPECT_NEAR(resp.items(i).score(), cos[resp.items(i).index()].item<double>(), 1e-4);
     EXPECT_EQ(resp.items(i).name(), names[resp.items(i).index()]);
-    if (i > 0) EXPECT_GE(resp.items(i - 1).score(), resp.items(i).score());
+    if (i > 0) {
+      EXPECT_GE(resp.items(i - 1).score(), resp.items(i).score());
+    }
   }
 }
 
