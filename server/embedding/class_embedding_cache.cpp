@@ -37,7 +37,13 @@ at::Tensor ClassEmbeddingCache::get(const std::string& key, const std::function<
       auto value = it->second.value;
       lock.unlock();
       if (hit != nullptr) *hit = true;
-      return value.get();  // waits for a build under way; rethrows its error
+      try {
+        return value.get();  // waits for a build under way
+      } catch (...) {
+        // That build failed, maybe for its own caller's reason (cancelled,
+        // deadline): its entry is gone, so this caller builds for itself.
+        return get(key, build, hit);
+      }
     }
     lru_.push_front(key);
     Entry& e = entries_[key];
@@ -49,13 +55,16 @@ at::Tensor ClassEmbeddingCache::get(const std::string& key, const std::function<
   try {
     value = build();
   } catch (...) {
-    promise.set_exception(std::current_exception());  // for those waiting now
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = entries_.find(key);
-    if (it != entries_.end()) {
-      lru_.erase(it->second.lru);
-      entries_.erase(it);
+    {
+      // Gone before the waiters wake, so that they build anew.
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = entries_.find(key);
+      if (it != entries_.end()) {
+        lru_.erase(it->second.lru);
+        entries_.erase(it);
+      }
     }
+    promise.set_exception(std::current_exception());
     throw;
   }
   promise.set_value(value);

@@ -3,7 +3,8 @@
 // templates prompts; a client classifying many images against the same
 // labels pays that once. Least recently used entries go first beyond the
 // byte budget. Concurrent misses on one key build it once; a failed build is
-// not kept.
+// not kept, and those who waited on it build for themselves (the failure may
+// be the first caller's own: a cancelled call or a passed deadline).
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -83,5 +83,25 @@ TEST(ClassEmbeddingCache, AFailedBuildIsNotKept) {
   EXPECT_FALSE(hit);
 }
 
+TEST(ClassEmbeddingCache, WaitersOnAFailedBuildBuildForThemselves) {
+  ClassEmbeddingCache cache;
+  std::atomic<bool> first_started{false};
+  std::thread first([&] {
+    EXPECT_THROW(cache.get("k",
+                           [&]() -> at::Tensor {
+                             first_started = true;
+                             std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                             throw std::runtime_error("the first caller was cancelled");
+                           }),
+                 std::runtime_error);
+  });
+  while (!first_started) std::this_thread::yield();
+  // Waits on the first build, which fails: this caller's own build serves it.
+  const auto got = cache.get("k", [] { return torch::full({2}, 5.0f); });
+  first.join();
+  EXPECT_EQ(got[0].item<float>(), 5.0f);
+  EXPECT_EQ(cache.size(), 1u);
+}
+
 }  // namespace
 }  // namespace refinery
