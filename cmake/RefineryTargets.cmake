@@ -35,9 +35,16 @@ function(_refinery_target_common target)
     get_filename_component(_abs "${s}" ABSOLUTE)
     list(APPEND _srcs "${_abs}")
   endforeach()
-  # Headers of the folder belong to it too.
+  # Headers of the folder belong to it too, except those whose own .cpp is
+  # not compiled in this configuration (REFINERY_TORCH_ONLY leaves some out).
   file(GLOB _headers "${CMAKE_CURRENT_SOURCE_DIR}/*.h")
-  list(APPEND _srcs ${_headers})
+  foreach(h ${_headers})
+    string(REGEX REPLACE "\\.h$" ".cpp" _cpp "${h}")
+    if(EXISTS "${_cpp}" AND NOT "${_cpp}" IN_LIST _srcs)
+      continue()
+    endif()
+    list(APPEND _srcs "${h}")
+  endforeach()
   set_property(GLOBAL APPEND PROPERTY REFINERY_LAYERING_TARGETS ${target})
   set_property(GLOBAL PROPERTY REFINERY_LAYERING_${target}_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
   set_property(GLOBAL PROPERTY REFINERY_LAYERING_${target}_FILES "${_srcs}")

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "core/base/error.h"
+#include "core/data/csv_reader.h"
 
 namespace refinery {
 namespace {
@@ -19,34 +20,9 @@ namespace fs = std::filesystem;
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-std::string trim(const std::string& s) {
-  const char* ws = " \t\r\n\f\v";
-  const size_t begin = s.find_first_not_of(ws);
-  if (begin == std::string::npos) return "";
-  return s.substr(begin, s.find_last_not_of(ws) - begin + 1);
-}
-
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-void strip_bom(std::string& text) {
-  if (text.size() >= 3 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
-}
-
-// `what` names the file in messages, e.g. "csv file 'a.csv'".
-std::string read_text_file(const std::string& path, const std::string& what) {
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (!fs::exists(st)) throw invalid_argument(what + ": file does not exist");
-  if (!fs::is_regular_file(st)) throw invalid_argument(what + ": not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw invalid_argument(what + ": cannot be opened for reading");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw invalid_argument(what + ": read error");
-  strip_bom(text);
-  return text;
 }
 
 // Relative paths are taken relative to `base`; the result is absolute.
@@ -164,7 +140,7 @@ std::vector<CaptionedImage> load_coco(const std::string& annotations, const std:
       unknown.add("annotations[" + std::to_string(i) + "] image_id " + id);
       continue;
     }
-    std::string caption = trim(a["caption"].get<std::string>());
+    std::string caption = trim_whitespace(a["caption"].get<std::string>());
     if (caption.empty()) {
       empty.add("annotations[" + std::to_string(i) + "] image_id " + id);
       continue;
@@ -184,65 +160,6 @@ std::vector<CaptionedImage> load_coco(const std::string& annotations, const std:
 
 // ------------------------------------------------------------------ CSV
 
-struct CsvRecord {
-  size_t line = 0;  // where the record starts, 1-based
-  std::vector<std::string> fields;
-};
-
-// RFC 4180: fields separated by commas, records by CRLF or LF; a quoted field
-// may hold commas, line breaks and doubled quotes. Blank lines are skipped.
-std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& what) {
-  std::vector<CsvRecord> records;
-  const size_t n = text.size();
-  size_t i = 0, line = 1;
-  while (i < n) {
-    CsvRecord rec;
-    rec.line = line;
-    bool any_quoted = false;
-    for (;;) {  // one field per iteration
-      std::string field;
-      if (i < n && text[i] == '"') {
-        any_quoted = true;
-        const size_t start_line = line;
-        ++i;
-        for (;;) {
-          if (i >= n) throw invalid_argument(what + " line " + std::to_string(start_line) + ": unterminated quoted field");
-          const char c = text[i];
-          if (c == '"') {
-            if (i + 1 < n && text[i + 1] == '"') {
-              field += '"';
-              i += 2;
-              continue;
-            }
-            ++i;
-            break;
-          }
-          if (c == '\n') ++line;
-          field += c;
-          ++i;
-        }
-        if (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r')
-          throw invalid_argument(what + " line " + std::to_string(line) + ": unexpected character '" + std::string(1, text[i]) +
-                                 "' after a closing quote (a quote inside a quoted field is written \"\")");
-      } else {
-        while (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r') field += text[i++];
-      }
-      rec.fields.push_back(std::move(field));
-      if (i < n && text[i] == ',') {
-        ++i;
-        continue;  // (a trailing comma at the end of the text gives one more empty field)
-      }
-      if (i < n && text[i] == '\r') ++i;
-      if (i < n && text[i] == '\n') ++i;
-      ++line;
-      break;
-    }
-    const bool blank = !any_quoted && rec.fields.size() == 1 && trim(rec.fields[0]).empty();
-    if (!blank) records.push_back(std::move(rec));
-  }
-  return records;
-}
-
 std::vector<CaptionedImage> load_csv(const std::string& file, const CaptionDatasetOptions& options) {
   const std::string what = "csv file " + quoted(file);
   const std::vector<CsvRecord> records = parse_csv(read_text_file(file, what), what);
@@ -251,10 +168,10 @@ std::vector<CaptionedImage> load_csv(const std::string& file, const CaptionDatas
   int path_col = -1, caption_col = -1;
   std::string columns;
   for (size_t c = 0; c < header.fields.size(); ++c) {
-    const std::string name = lower(trim(header.fields[c]));
+    const std::string name = lower(trim_whitespace(header.fields[c]));
     if (name == "filepath" && path_col < 0) path_col = static_cast<int>(c);
     if (name == "caption" && caption_col < 0) caption_col = static_cast<int>(c);
-    columns += (c ? ", " : "") + quoted(trim(header.fields[c]));
+    columns += (c ? ", " : "") + quoted(trim_whitespace(header.fields[c]));
   }
   std::string missing;
   if (path_col < 0) missing += "'filepath'";
@@ -274,9 +191,9 @@ std::vector<CaptionedImage> load_csv(const std::string& file, const CaptionDatas
       throw invalid_argument(where + ": " + std::to_string(rec.fields.size()) + " field" + (rec.fields.size() == 1 ? "" : "s") +
                              ", but the header puts " + (path_col + 1 == static_cast<int>(needed) ? "'filepath'" : "'caption'") +
                              " in column " + std::to_string(needed));
-    const std::string path = trim(rec.fields[path_col]);
+    const std::string path = trim_whitespace(rec.fields[path_col]);
     if (path.empty()) throw invalid_argument(where + ": empty 'filepath'");
-    std::string caption = trim(rec.fields[caption_col]);
+    std::string caption = trim_whitespace(rec.fields[caption_col]);
     if (caption.empty()) {
       empty.add("line " + std::to_string(rec.line));
       continue;
@@ -302,7 +219,7 @@ std::vector<CaptionedImage> load_jsonl(const std::string& file, const CaptionDat
     const std::string line = text.substr(pos, end - pos);
     pos = end + 1;
     ++line_no;
-    if (trim(line).empty()) continue;
+    if (trim_whitespace(line).empty()) continue;
     const std::string where = what + " line " + std::to_string(line_no);
     nlohmann::json j;
     try {
@@ -320,9 +237,9 @@ std::vector<CaptionedImage> load_jsonl(const std::string& file, const CaptionDat
       if (!j.contains(key)) throw invalid_argument(where + ": missing \"" + key + "\"");
       if (!j[key].is_string()) throw invalid_argument(where + ": \"" + key + "\" must be a string, got " + json_type(j[key]));
     }
-    const std::string path = trim(j["image"].get<std::string>());
+    const std::string path = trim_whitespace(j["image"].get<std::string>());
     if (path.empty()) throw invalid_argument(where + ": empty \"image\"");
-    std::string caption = trim(j["caption"].get<std::string>());
+    std::string caption = trim_whitespace(j["caption"].get<std::string>());
     if (caption.empty()) {
       empty.add("line " + std::to_string(line_no));
       continue;

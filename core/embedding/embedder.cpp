@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "core/base/error.h"
+#include "core/embedding/image_batch_reader.h"
 #include "core/image/image_decoder.h"
 
 namespace refinery {
@@ -48,12 +49,13 @@ at::Tensor Embedder::preprocess_files(const std::vector<std::string>& paths) con
   return pixels;
 }
 
-at::Tensor Embedder::embed_tokens(const at::Tensor& tokens) {
+at::Tensor Embedder::embed_tokens(const at::Tensor& tokens, const EmbedProgress& progress) {
   torch::InferenceMode guard;
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < tokens.size(0); i += options_.batch_size) {
     auto batch = tokens.narrow(0, i, std::min<int64_t>(options_.batch_size, tokens.size(0) - i)).to(device_);
     parts.push_back(model_->encode_text(batch).to(torch::kCPU, torch::kFloat));
+    if (progress) progress(i + batch.size(0));
   }
   auto out = parts.empty() ? torch::empty({0, model_->config().embed_dim}) : torch::cat(parts);
   return options_.normalize ? torch::nn::functional::normalize(out, torch::nn::functional::NormalizeFuncOptions().dim(1))
@@ -72,15 +74,25 @@ at::Tensor Embedder::embed_pixels(const at::Tensor& pixels) {
                             : out;
 }
 
-at::Tensor Embedder::embed_texts(const std::vector<std::string>& texts) { return embed_tokens(tokenize(texts)); }
+at::Tensor Embedder::embed_texts(const std::vector<std::string>& texts, const EmbedProgress& progress) {
+  return embed_tokens(tokenize(texts), progress);
+}
 
-at::Tensor Embedder::embed_image_files(const std::vector<std::string>& paths) {
-  // Decode in chunks so memory stays bounded for long file lists.
-  const size_t chunk = static_cast<size_t>(options_.batch_size) * 4;
+at::Tensor Embedder::embed_image_files(const std::vector<std::string>& paths, const EmbedProgress& progress) {
+  // Workers decode the next batches while the model runs this one; memory
+  // stays bounded by the prefetch window.
+  ImageBatchReaderOptions o;
+  o.batch_size = options_.batch_size;
+  o.workers = options_.decode_workers;
+  o.prefetch_batches = options_.prefetch_batches;
+  o.preprocess = preprocessor_.options();
+  ImageBatchReader reader(paths, o);
   std::vector<at::Tensor> parts;
-  for (size_t i = 0; i < paths.size(); i += chunk) {
-    std::vector<std::string> slice(paths.begin() + i, paths.begin() + std::min(paths.size(), i + chunk));
-    parts.push_back(embed_pixels(preprocess_files(slice)));
+  int64_t done = 0;
+  for (at::Tensor pixels = reader.next(); pixels.defined(); pixels = reader.next()) {
+    parts.push_back(embed_pixels(pixels));
+    done += pixels.size(0);
+    if (progress) progress(done);
   }
   return parts.empty() ? torch::empty({0, model_->config().embed_dim}) : torch::cat(parts);
 }

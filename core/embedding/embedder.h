@@ -1,10 +1,12 @@
 // Offline embedding: texts and image files in, raw projected features out,
-// in bounded batches. Tokenises and decodes/preprocesses on LibTorch's
-// intra-op pool; used by `refinery-model` (the server has its own batcher).
+// in bounded batches. Image files decode on worker threads while the model
+// runs (image_batch_reader.h); used by `refinery-model` and evaluation (the
+// server's serving path has its own batcher).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,7 +20,12 @@ struct EmbedderOptions {
   int batch_size = 64;      // items per forward pass (bounds memory)
   bool normalize = false;   // L2-normalise the output rows
   bool truncate = true;     // over-long texts: truncate (EOT last) or reject
+  int decode_workers = 0;   // image decode threads; 0 = all cores
+  int prefetch_batches = 2; // image batches decoded ahead of the model
 };
+
+// Called after each batch with the rows embedded so far; may throw to stop.
+using EmbedProgress = std::function<void(int64_t done)>;
 
 class Embedder {
  public:
@@ -29,10 +36,14 @@ class Embedder {
   // [N, 3, S, S] normalised pixels; errors name the file.
   at::Tensor preprocess_files(const std::vector<std::string>& paths) const;
 
-  at::Tensor embed_texts(const std::vector<std::string>& texts);       // [N, D] CPU float
-  at::Tensor embed_image_files(const std::vector<std::string>& paths);  // [N, D] CPU float
-  at::Tensor embed_tokens(const at::Tensor& tokens);
+  // [N, D] CPU float. An image that fails to decode throws, naming the file.
+  at::Tensor embed_texts(const std::vector<std::string>& texts, const EmbedProgress& progress = {});
+  at::Tensor embed_image_files(const std::vector<std::string>& paths, const EmbedProgress& progress = {});
+  at::Tensor embed_tokens(const at::Tensor& tokens, const EmbedProgress& progress = {});
   at::Tensor embed_pixels(const at::Tensor& pixels);
+
+  const EmbedderOptions& options() const { return options_; }
+  c10::Device device() const { return device_; }
 
   ClipModel& model() { return model_; }
   const ImagePreprocessor& preprocessor() const { return preprocessor_; }

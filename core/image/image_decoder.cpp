@@ -451,4 +451,21 @@ DecodedImage decode_image_file(const std::string& path) {
   return decode_image(bytes.data(), bytes.size(), path);
 }
 
+void check_image_file_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw not_found("image '" + path + "': cannot open file");
+  uint8_t head[12] = {};
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  if (in.bad()) throw invalid_argument("image '" + path + "': read error");
+  const size_t n = static_cast<size_t>(in.gcount());
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  const bool known = (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) ||
+                     (n >= 8 && std::memcmp(head, kPng, 8) == 0) ||
+                     (n >= 12 && std::memcmp(head, "RIFF", 4) == 0 && std::memcmp(head + 8, "WEBP", 4) == 0) ||
+                     (n >= 2 && head[0] == 'B' && head[1] == 'M') ||
+                     (n >= 8 && (std::memcmp(head, "II*\0", 4) == 0 || std::memcmp(head, "MM\0*", 4) == 0));
+  if (n == 0) fail(path, "empty file");
+  if (!known) fail(path, "not a recognised image format (expected JPEG, PNG, WebP, BMP or TIFF)");
+}
+
 }  // namespace refinery

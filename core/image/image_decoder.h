@@ -58,4 +58,10 @@ DecodedImage decode_image(const uint8_t* data, size_t size, const std::string& n
 // Reads and decodes a file; errors name `path`.
 DecodedImage decode_image_file(const std::string& path);
 
+// A cheap check that a file is there, readable and starts like an image the
+// decoder handles (its first bytes only; the pixels are not decoded), for
+// validating a data set before work starts. Throws what decode_image_file
+// would for a missing or unreadable file or an unrecognised format.
+void check_image_file_header(const std::string& path);
+
 }  // namespace refinery

@@ -1,5 +1,5 @@
 // refinery-model: offline tool for people holding a CLIP checkpoint.
-// Subcommands: info, convert, tokenize, preprocess, embed, match, bench, init,
+// Subcommands: info, convert, tokenize, preprocess, embed, match, eval, bench, init,
 // one file each (commands.h).
 #include <c10/util/Exception.h>
 
@@ -31,6 +31,7 @@ int run(int argc, char** argv) {
   add_preprocess_command(app, command);
   add_embed_command(app, command);
   add_match_command(app, command);
+  add_eval_command(app, command);
 #endif
 
   CLI11_PARSE(app, argc, argv);
