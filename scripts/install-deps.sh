@@ -15,6 +15,7 @@ PACKAGES=(
   libsqlite3-dev          # job store
   libgtest-dev libgmock-dev
   prometheus              # promtool and a real Prometheus for the metrics tests
+  chromium                # headless browser for the HTML tests (refinery-model compare)
 )
 
 missing=()

@@ -28,5 +28,6 @@ void add_preprocess_command(CLI::App& app, Command& command);
 void add_embed_command(CLI::App& app, Command& command);
 void add_match_command(CLI::App& app, Command& command);
 void add_eval_command(CLI::App& app, Command& command);
+void add_compare_command(CLI::App& app, Command& command);
 
 }  // namespace refinery::model_tool

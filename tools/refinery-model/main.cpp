@@ -1,6 +1,6 @@
 // refinery-model: offline tool for people holding a CLIP checkpoint.
-// Subcommands: info, convert, tokenize, preprocess, embed, match, eval, bench, init,
-// one file each (commands.h).
+// Subcommands: info, convert, tokenize, preprocess, embed, match, eval,
+// compare, bench, init, one file each (commands.h).
 #include <c10/util/Exception.h>
 
 #include <CLI/CLI.hpp>
@@ -32,6 +32,7 @@ int run(int argc, char** argv) {
   add_embed_command(app, command);
   add_match_command(app, command);
   add_eval_command(app, command);
+  add_compare_command(app, command);
 #endif
 
   CLI11_PARSE(app, argc, argv);
