@@ -45,6 +45,47 @@ echo "== match prints one line per image"
 "$TOOL" match -q --checkpoint "$FIX/tiny.safetensors" --texts "$FIX/texts.json" --images "${IMAGES[@]:0:3}" > "$WORK/match.txt"
 [[ $(wc -l < "$WORK/match.txt") -eq 3 ]] || fail "match output: $(cat "$WORK/match.txt")"
 
+echo "== eval: a suite of a zero-shot and a retrieval task, as the report JSON"
+mkdir -p "$WORK/classes/cat" "$WORK/classes/dog"
+cp "${IMAGES[0]}" "${IMAGES[1]}" "$WORK/classes/cat/"; cp "${IMAGES[2]}" "${IMAGES[3]}" "${IMAGES[4]}" "$WORK/classes/dog/"
+python3 - "$WORK" "${IMAGES[@]:0:4}" <<'PY'
+import json, sys
+work, images = sys.argv[1], sys.argv[2:]
+with open(work + "/r.jsonl", "w") as f:
+    for i, p in enumerate(images):
+        for c in range(2):
+            f.write(json.dumps({"image": p, "caption": "picture %d, caption %d" % (i, c)}) + "\n")
+json.dump({"name": "cli", "tasks": [
+    {"name": "pets", "kind": "zeroshot", "data": "folder:" + work + "/classes"},
+    {"name": "pets-80", "kind": "zeroshot", "data": "folder:" + work + "/classes", "templates": "ImageNet"},
+    {"name": "pairs", "kind": "retrieval", "data": "jsonl:" + work + "/r.jsonl"}]}, open(work + "/suite.json", "w"))
+PY
+"$TOOL" eval -q --checkpoint "$FIX/tiny.safetensors" --suite "$WORK/suite.json" --json --output "$WORK/report.json" > "$WORK/eval.json"
+python3 - "$WORK/eval.json" "$WORK/report.json" <<'PY' || fail "eval --json report"
+import json, sys
+j = json.load(open(sys.argv[1])); k = json.load(open(sys.argv[2]))
+assert j["tasks"] == k["tasks"], "--output differs from --json"
+names = [t["name"] for t in j["tasks"]]
+assert names == ["pets", "pets-80", "pairs"], names
+for t in j["tasks"][:2]:
+    assert t["kind"] == "zeroshot" and t["n"] == 5, t
+    assert set(t["metrics"]) == {"top1", "top5", "mean_per_class_recall"}, t["metrics"]
+    assert all(0 <= v <= 1 for v in t["metrics"].values()), t["metrics"]
+    assert t["metrics"]["top5"] == 1.0  # two classes
+assert j["tasks"][1]["details"]["templates"] == 80
+r = j["tasks"][2]
+assert r["n"] == 4 and r["details"]["captions"] == 8, r
+assert set(r["metrics"]) == {"text_to_image_r1", "text_to_image_r5", "text_to_image_r10", "image_to_text_r1",
+                             "image_to_text_r5", "image_to_text_r10", "modality_gap", "modality_gap_l2",
+                             "alignment", "uniformity"}, r["metrics"]
+assert r["metrics"]["text_to_image_r5"] == 1.0 and r["metrics"]["image_to_text_r10"] == 1.0  # 4 images, 8 captions
+s = j["summary"]
+assert abs(s["mean_zeroshot_top1"] - (j["tasks"][0]["metrics"]["top1"] + j["tasks"][1]["metrics"]["top1"]) / 2) < 1e-12, s
+assert s["retrieval_tasks"] == 1 and s["zeroshot_tasks"] == 2, s
+PY
+"$TOOL" eval -q --checkpoint "$FIX/tiny.safetensors" --task zeroshot --data "folder:$WORK/classes" > "$WORK/eval.txt"
+grep -q "top-1" "$WORK/eval.txt" || fail "eval table: $(cat "$WORK/eval.txt")"
+
 echo "== bad input names the culprit and exits non-zero"
 expect_error() {  # expect_error PHRASE CMD...
   local phrase=$1; shift
@@ -58,4 +99,14 @@ head -c 100000 "$FIX/tiny.safetensors" > "$WORK/cut.safetensors"
 expect_error "truncated" "$TOOL" info "$WORK/cut.safetensors"
 expect_error "unknown architecture 'ViT-X'" "$TOOL" init --arch ViT-X --out "$WORK/x.safetensors"
 [[ ! -e "$WORK/x.safetensors" ]] || fail "a failed init left a file"
+expect_error "$WORK/nowhere" "$TOOL" eval -q --checkpoint "$FIX/tiny.safetensors" --task zeroshot --data "folder:$WORK/nowhere"
+expect_error "unknown data set name 'Pets'" "$TOOL" eval -q --checkpoint "$FIX/tiny.safetensors" --task zeroshot \
+  --data "folder:$WORK/classes" --dataset Pets
+mkdir -p "$WORK/classes/empty"
+expect_error "'empty'" "$TOOL" eval -q --checkpoint "$FIX/tiny.safetensors" --task zeroshot --data "folder:$WORK/classes"
+rmdir "$WORK/classes/empty"
+cp "$WORK/notes.png" "$WORK/classes/cat/notes.png"
+expect_error "notes.png" "$TOOL" eval -q --checkpoint "$FIX/tiny.safetensors" --task zeroshot --data "folder:$WORK/classes" \
+  --output "$WORK/bad-report.json"
+[[ ! -e "$WORK/bad-report.json" ]] || fail "a failed eval left a report"
 echo "all refinery-model CLI checks passed"
