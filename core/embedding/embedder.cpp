@@ -1,13 +1,9 @@
 #include "core/embedding/embedder.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
-
-#include <exception>
 
 #include "core/base/error.h"
 #include "core/embedding/image_batch_reader.h"
-#include "core/image/image_decoder.h"
 
 namespace refinery {
 
@@ -26,27 +22,6 @@ at::Tensor Embedder::tokenize(const std::vector<std::string>& texts) const {
   const int ctx = model_->config().text.context_length;
   auto ids = BpeTokenizer::default_instance().tokenize_batch(texts, ctx, options_.truncate);
   return torch::from_blob(ids.data(), {static_cast<int64_t>(texts.size()), ctx}, torch::kInt).clone();
-}
-
-at::Tensor Embedder::preprocess_files(const std::vector<std::string>& paths) const {
-  const int64_t n = static_cast<int64_t>(paths.size());
-  const int64_t s = preprocessor_.options().size;
-  auto pixels = torch::empty({n, 3, s, s}, torch::kFloat);
-  float* out = pixels.data_ptr<float>();
-  std::vector<std::exception_ptr> errors(paths.size());
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      try {
-        preprocessor_.preprocess(decode_image_file(paths[i]), out + i * 3 * s * s);
-      } catch (...) {
-        errors[i] = std::current_exception();
-      }
-    }
-  });
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);  // the first bad file, in input order
-  }
-  return pixels;
 }
 
 at::Tensor Embedder::embed_tokens(const at::Tensor& tokens, const EmbedProgress& progress) {

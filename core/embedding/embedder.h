@@ -33,8 +33,6 @@ class Embedder {
 
   // [N, 77] int32 tokens; errors name the item index.
   at::Tensor tokenize(const std::vector<std::string>& texts) const;
-  // [N, 3, S, S] normalised pixels; errors name the file.
-  at::Tensor preprocess_files(const std::vector<std::string>& paths) const;
 
   // [N, D] CPU float. An image that fails to decode throws, naming the file.
   at::Tensor embed_texts(const std::vector<std::string>& texts, const EmbedProgress& progress = {});
