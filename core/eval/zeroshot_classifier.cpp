@@ -164,13 +164,21 @@ at::Tensor ZeroShotClassifierCache::get_or_build(const std::string& model_key, E
     std::lock_guard<std::mutex> lock(mu_);
     auto it = classifiers_.find(key);
     if (it != classifiers_.end()) {
+      it->second.last_used = ++clock_;
       if (built) *built = false;
-      return it->second;
+      return it->second.classifier;
     }
   }
   at::Tensor classifier = build_zeroshot_classifier(embedder, class_names, templates, progress);
   std::lock_guard<std::mutex> lock(mu_);
-  classifiers_.emplace(key, classifier);
+  classifiers_[key] = Entry{classifier, ++clock_};
+  while (classifiers_.size() > std::max<size_t>(max_entries_, 1)) {
+    auto lru = classifiers_.begin();
+    for (auto it = classifiers_.begin(); it != classifiers_.end(); ++it) {
+      if (it->second.last_used < lru->second.last_used) lru = it;
+    }
+    classifiers_.erase(lru);
+  }
   if (built) *built = true;
   return classifier;
 }

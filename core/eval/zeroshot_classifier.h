@@ -47,14 +47,23 @@ at::Tensor build_zeroshot_classifier(Embedder& embedder, const std::vector<std::
 // again. `model_key` names the weights (e.g. "name@version" or a path).
 class ZeroShotClassifierCache {
  public:
+  // Beyond max_entries classifiers, the least recently used is dropped
+  // (an ImageNet classifier of a ViT-B/32 is 2 MB).
+  explicit ZeroShotClassifierCache(size_t max_entries = 32) : max_entries_(max_entries) {}
   at::Tensor get_or_build(const std::string& model_key, Embedder& embedder, const std::vector<std::string>& class_names,
                           const std::vector<std::string>& templates, const EmbedProgress& progress = {},
                           bool* built = nullptr);
   size_t size() const;
 
  private:
+  struct Entry {
+    at::Tensor classifier;
+    uint64_t last_used = 0;
+  };
+  size_t max_entries_;
   mutable std::mutex mu_;
-  std::map<std::string, at::Tensor> classifiers_;
+  std::map<std::string, Entry> classifiers_;
+  uint64_t clock_ = 0;
 };
 
 struct ClassAccuracy {

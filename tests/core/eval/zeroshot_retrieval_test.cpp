@@ -358,6 +358,24 @@ TEST(EvalSuite, RunsEveryTaskIntoOneReportAndReusesClassifiers) {
   }
 }
 
+TEST(EvalSuite, TheClassifierCacheKeepsTheMostRecentlyUsed) {
+  Embedder embedder = fixture_embedder();
+  ZeroShotClassifierCache cache(2);
+  const std::vector<std::string> prompt = {"a photo of a {}"};
+  auto build = [&](const std::string& model, const std::vector<std::string>& names) {
+    bool built = false;
+    cache.get_or_build(model, embedder, names, prompt, {}, &built);
+    return built;
+  };
+  EXPECT_TRUE(build("m1", {"cat", "dog"}));
+  EXPECT_TRUE(build("m1", {"ship", "horse"}));
+  EXPECT_FALSE(build("m1", {"cat", "dog"}));  // used again: now the most recent
+  EXPECT_TRUE(build("m2", {"cat", "dog"}));   // another model's weights: built, evicts ship/horse
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_FALSE(build("m1", {"cat", "dog"}));
+  EXPECT_TRUE(build("m1", {"ship", "horse"}));
+}
+
 // The message of what `prepare` throws, which must name `item`.
 void expect_rejected(const json& task, const std::string& item) {
   try {
