@@ -15,6 +15,7 @@
 #include "core/refine/refine_trainer.h"
 #include "core/runtime/torch_runtime.h"
 #include "server/jobs/job_metrics.h"
+#include "server/jobs/model_evaluation.h"
 #include "server/jobs/job_spec.h"
 #include "server/jobs/job_store.h"
 #include "server/models/model_registry.h"
@@ -53,6 +54,27 @@ const char* state_name(v1::JobState s) {
 
 double finite_or_zero(double v) { return std::isfinite(v) ? v : 0.0; }
 
+bool is_eval_job(const v1::Job& job) { return job.spec().kind() == v1::JOB_KIND_EVAL; }
+
+std::string describe_summary(const google::protobuf::Map<std::string, double>& summary) {
+  std::string out;
+  for (const char* k : {"mean_zeroshot_top1", "mean_text_to_image_r1", "mean_image_to_text_r1"}) {
+    auto it = summary.find(k);
+    if (it == summary.end()) continue;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%s%s=%.4f", out.empty() ? "" : ", ", k, it->second);
+    out += buf;
+  }
+  return out;
+}
+
+ModelEvaluatorOptions evaluator_options(const std::string& device) {
+  ModelEvaluatorOptions o;
+  o.device = device;
+  o.batch_size = resolve_device(device).is_cuda() ? 256 : 64;
+  return o;
+}
+
 }  // namespace
 
 bool JobManager::is_finished(v1::JobState s) {
@@ -60,7 +82,10 @@ bool JobManager::is_finished(v1::JobState s) {
 }
 
 JobManager::JobManager(JobManagerOptions options, ModelRegistry& models, JobMetrics* metrics)
-    : options_(std::move(options)), models_(models), metrics_(metrics) {
+    : options_(std::move(options)),
+      models_(models),
+      metrics_(metrics),
+      evaluator_(std::make_unique<ModelEvaluator>(evaluator_options(options_.device))) {
   std::error_code ec;
   fs::create_directories(options_.data_dir, ec);
   if (ec) throw invalid_argument("cannot create --data-dir " + options_.data_dir + ": " + ec.message());
@@ -86,6 +111,9 @@ void JobManager::start() {
     if (job.state() == v1::JOB_STATE_CANCELLING) {
       set_state(job.id(), v1::JOB_STATE_CANCELLED, "cancelled (the server stopped while cancelling)",
                 [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+    } else if (is_eval_job(job)) {
+      set_state(job.id(), v1::JOB_STATE_QUEUED, "the server restarted: queued again, evaluates from the start");
+      log_info("job %s: evaluation interrupted, queued again", job.id().c_str());
     } else {
       set_state(job.id(), v1::JOB_STATE_QUEUED,
                 "the server restarted: queued again, resumes from its last checkpoint (step " +
@@ -154,6 +182,13 @@ void JobManager::refresh_state_metrics() {
 v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& client_request_id) {
   // A retried submit gets its first job back, without validating again.
   if (auto existing = store_->find_by_request_id(client_request_id)) return *existing;
+  if (!v1::JobKind_IsValid(raw_spec.kind())) {
+    throw invalid_argument("unknown job kind " + std::to_string(raw_spec.kind()) + " (REFINE or EVAL)");
+  }
+  if (raw_spec.kind() == v1::JOB_KIND_EVAL) return submit_eval(raw_spec, client_request_id);
+  if (!raw_spec.model().empty()) {
+    throw invalid_argument("model names what an eval job evaluates; a refine job starts from base_model (--base)");
+  }
   if (raw_spec.base_model().empty()) throw invalid_argument("base_model is required (--base)");
   if (raw_spec.data().empty()) throw invalid_argument("data is required (--data coco:ANN.json:IMAGES | csv:FILE | jsonl:FILE)");
   const ModelEntry base = models_.resolve(raw_spec.base_model());
@@ -169,6 +204,45 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
                            " training images (after the validation split), fewer than batch_size " +
                            std::to_string(options.batch_size));
   }
+  spec.set_kind(v1::JOB_KIND_REFINE);
+  std::string suite_note;
+  if (!spec.eval_suite().empty()) {
+    const PreparedEvalSuite suite = prepare_job_eval_suite(spec.eval_suite());
+    spec.set_eval_suite(canonical_eval_suite(spec.eval_suite()));
+    suite_note = "; suite '" + suite.name + "' evaluated before and after";
+  }
+  const int64_t steps_per_epoch = static_cast<int64_t>(split.train.size()) / options.batch_size;
+  int64_t total = steps_per_epoch * options.epochs;
+  if (options.max_steps > 0) total = std::min(total, options.max_steps);
+  return enqueue(spec, client_request_id, total,
+                 "queued: " + std::to_string(data.items.size()) + " images, " + std::to_string(data.caption_count()) +
+                     " captions, " + std::to_string(total) + " steps" + suite_note);
+}
+
+v1::Job JobManager::submit_eval(const v1::JobSpec& raw_spec, const std::string& client_request_id) {
+  if (!raw_spec.base_model().empty() || !raw_spec.data().empty()) {
+    throw invalid_argument("an eval job takes model and eval_suite; base_model and data belong to refine jobs");
+  }
+  const ModelEntry model = models_.resolve(raw_spec.model());
+  const PreparedEvalSuite suite = prepare_job_eval_suite(raw_spec.eval_suite());
+  v1::JobSpec spec;
+  spec.set_kind(v1::JOB_KIND_EVAL);
+  spec.set_model(model.ref());
+  spec.set_eval_suite(canonical_eval_suite(raw_spec.eval_suite()));
+  int64_t images = 0, texts = 0;
+  for (const auto& t : suite.tasks) {
+    images += t.images();
+    texts += t.texts();
+  }
+  return enqueue(spec, client_request_id, suite.total_items(),
+                 "queued: evaluation of " + model.ref() + " over suite '" + suite.name + "': " +
+                     std::to_string(suite.tasks.size()) + (suite.tasks.size() == 1 ? " task, " : " tasks, ") +
+                     std::to_string(images) + " images, " +
+                     std::to_string(texts) + " texts");
+}
+
+v1::Job JobManager::enqueue(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total,
+                            const std::string& message) {
   const size_t queued = store_->list_jobs({v1::JOB_STATE_QUEUED}).size();
   if (queued >= static_cast<size_t>(options_.max_queued_jobs)) {
     throw resource_exhausted(std::to_string(queued) + " jobs are queued already (--max-queued-jobs)");
@@ -176,12 +250,10 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
   v1::Job job;
   job.set_id(new_job_id());
   job.set_state(v1::JOB_STATE_QUEUED);
+  job.set_kind(spec.kind());
   *job.mutable_spec() = spec;
   job.set_created_unix_ms(now_ms());
   job.set_client_request_id(client_request_id);
-  const int64_t steps_per_epoch = static_cast<int64_t>(split.train.size()) / options.batch_size;
-  int64_t total = steps_per_epoch * options.epochs;
-  if (options.max_steps > 0) total = std::min(total, options.max_steps);
   job.set_total_steps(total);
   bool inserted = false;
   v1::Job stored;
@@ -191,16 +263,13 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
     if (inserted) {
       v1::JobEvent event;
       event.mutable_state()->set_state(v1::JOB_STATE_QUEUED);
-      event.mutable_state()->set_message("queued: " + std::to_string(data.items.size()) + " images, " +
-                                         std::to_string(data.caption_count()) + " captions, " + std::to_string(total) +
-                                         " steps");
+      event.mutable_state()->set_message(message);
       v1::JobEvent e = store_->append_event(stored.id(), event, nullptr);
       stored.set_last_seq(e.seq());
     }
   }
   if (inserted) {
-    log_info("job %s queued: %s on %s, %lld steps", stored.id().c_str(), spec.method().c_str(), spec.data().c_str(),
-             static_cast<long long>(total));
+    log_info("job %s %s", stored.id().c_str(), message.c_str());
     refresh_state_metrics();
     runner_cv_.notify_all();
     events_cv_.notify_all();
@@ -242,7 +311,11 @@ v1::Job JobManager::resume(const std::string& id) {
     throw failed_precondition("job " + id + " is " + state_name(job.state()) +
                               ": only CANCELLED or FAILED jobs can be resumed");
   }
-  job = set_state(id, v1::JOB_STATE_QUEUED, "resumed: queued again, continues from its last checkpoint",
+  const char* how = is_eval_job(job) ? "resumed: queued again, evaluates from the start"
+                  : !job.result_model().empty()
+                      ? "resumed: queued again, evaluates the result model"
+                      : "resumed: queued again, continues from its last checkpoint";
+  job = set_state(id, v1::JOB_STATE_QUEUED, how,
                   [](v1::Job& j) {
                     j.set_error("");
                     j.set_finished_unix_ms(0);
@@ -305,10 +378,9 @@ void JobManager::runner_loop() {
 }
 
 void JobManager::run_job(const std::string& id) {
-  v1::Job job = set_state(id, v1::JOB_STATE_RUNNING, "running", [](v1::Job& j) {
+  const v1::Job job = set_state(id, v1::JOB_STATE_RUNNING, "running", [](v1::Job& j) {
     if (j.started_unix_ms() == 0) j.set_started_unix_ms(now_ms());
   });
-  const v1::JobSpec spec = job.spec();
   auto cancelled = [this] {
     std::lock_guard<std::mutex> lock(mu_);
     return cancel_running_;
@@ -317,9 +389,125 @@ void JobManager::run_job(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     return stopping_ || cancel_running_;
   };
-  const std::string checkpoint_dir = job_dir(id) + "/checkpoints";
   try {
+    if (is_eval_job(job)) {
+      run_eval_job(job, stopping);
+    } else {
+      run_refine_job(job, stopping);
+    }
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kCancelled && stopping()) {
+      job_stopped(id, cancelled());
+    } else {
+      job_failed(id, e.what());
+    }
+  } catch (const std::exception& e) {
+    job_failed(id, e.what());
+  }
+  if (metrics_ != nullptr) metrics_->job_ended(id);
+}
+
+void JobManager::job_stopped(const std::string& id, bool cancelled) {
+  if (!cancelled) {
+    log_info("job %s interrupted by shutdown; it runs again at the next start", id.c_str());
+    return;
+  }
+  const v1::Job job = get(id);
+  std::string message;
+  if (is_eval_job(job)) {
+    message = "cancelled; `jobs resume` evaluates from the start";
+  } else if (!job.result_model().empty()) {
+    message = "cancelled while evaluating the result; model " + job.result_model() +
+              " is registered, `jobs resume` evaluates it";
+  } else {
+    message = "cancelled; `jobs resume` continues from the checkpoint just written";
+  }
+  set_state(id, v1::JOB_STATE_CANCELLED, message, [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+  log_info("job %s cancelled", id.c_str());
+}
+
+void JobManager::job_failed(const std::string& id, const std::string& why) {
+  log_error("job %s failed: %s", id.c_str(), why.c_str());
+  try {
+    set_state(id, v1::JOB_STATE_FAILED, "failed: " + why, [&](v1::Job& j) {
+      j.set_error(why);
+      j.set_finished_unix_ms(now_ms());
+    });
+  } catch (const std::exception& e2) {
+    log_error("job %s: cannot record its failure: %s", id.c_str(), e2.what());
+  }
+}
+
+v1::EvalReport JobManager::evaluate_in_job(const std::string& id, const ModelEntry& model,
+                                           const std::string& suite_json, const std::string& phase,
+                                           const std::function<bool()>& stopping) {
+  // Checked again: the files may have changed since the submit.
+  const PreparedEvalSuite suite = prepare_job_eval_suite(suite_json);
+  log_info("job %s: evaluating %s over suite '%s' (%s, %zu tasks, %lld items)", id.c_str(), model.ref().c_str(),
+           suite.name.c_str(), phase.c_str(), suite.tasks.size(), static_cast<long long>(suite.total_items()));
+  const bool counts_steps = phase == "eval";
+  ModelEvaluationCallbacks cb;
+  cb.should_stop = stopping;
+  cb.on_progress = [&](const v1::EvalProgressEvent& p) {
+    v1::JobEvent event;
+    *event.mutable_eval_progress() = p;
+    update(id, [&](v1::Job& j) {
+      if (!counts_steps) return;
+      j.set_step(p.done());
+      j.set_total_steps(p.total());
+    }, &event);
+    if (metrics_ != nullptr) metrics_->record_eval_progress(id, p.done(), p.total(), p.items_per_second());
+  };
+  cb.on_task = [&](const v1::EvalTaskResult& t) {
+    v1::JobEvent event;
+    event.mutable_eval_task()->set_model(model.ref());
+    event.mutable_eval_task()->set_phase(phase);
+    *event.mutable_eval_task()->mutable_result() = t;
+    update(id, [](v1::Job&) {}, &event);
+    if (metrics_ != nullptr) metrics_->record_eval_task(t.kind(), t.n());
+    log_info("job %s: %s task '%s' on %s done in %.1f s", id.c_str(), phase.c_str(), t.name().c_str(),
+             model.ref().c_str(), t.seconds());
+  };
+  v1::EvalReport report = evaluator_->evaluate(model, suite, phase, id, cb);
+  models_.record_evaluation(model.ref(), report);
+  return report;
+}
+
+void JobManager::run_eval_job(const v1::Job& job, const std::function<bool()>& stopping) {
+  const std::string& id = job.id();
+  const ModelEntry model = models_.resolve(job.spec().model());
+  const v1::EvalReport report = evaluate_in_job(id, model, job.spec().eval_suite(), "eval", stopping);
+  v1::JobEvent event;
+  event.mutable_eval()->set_step(job.total_steps());
+  *event.mutable_eval()->mutable_metrics() = report.summary();
+  update(id, [&](v1::Job& j) {
+    *j.mutable_eval_report() = report;
+    *j.mutable_metrics() = report.summary();
+  }, &event);
+  if (metrics_ != nullptr) {
+    metrics_->record_eval(id, std::map<std::string, double>(report.summary().begin(), report.summary().end()));
+  }
+  const std::string summary = describe_summary(report.summary());
+  set_state(id, v1::JOB_STATE_SUCCEEDED,
+            "succeeded: suite '" + report.suite() + "' on " + model.ref() + (summary.empty() ? "" : ": " + summary),
+            [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+  log_info("job %s succeeded: suite '%s' on %s", id.c_str(), report.suite().c_str(), model.ref().c_str());
+}
+
+void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>& stopping) {
+  const std::string& id = job.id();
+  const v1::JobSpec& spec = job.spec();
+  const bool evaluates = !spec.eval_suite().empty();
+  const std::string checkpoint_dir = job_dir(id) + "/checkpoints";
+  std::string result_ref = job.result_model();
+  if (result_ref.empty()) {
     const ModelEntry base = models_.resolve(spec.base_model());
+    v1::EvalReport base_report = job.base_eval_report();
+    if (evaluates && !job.has_base_eval_report()) {
+      // Before the first step; a resumed job has it already.
+      base_report = evaluate_in_job(id, base, spec.eval_suite(), "base", stopping);
+      update(id, [&](v1::Job& j) { *j.mutable_base_eval_report() = base_report; }, nullptr);
+    }
     CheckpointReadOptions read_options;
     read_options.model_config_path = base.model_config_path;
     ClipModel model = CheckpointReader::load_model(base.path, read_options);
@@ -382,18 +570,7 @@ void JobManager::run_job(const std::string& id) {
       update(id, [](v1::Job&) {}, &event);
     };
 
-    const TrainOutcome outcome = trainer.run(cb);
-    if (outcome == TrainOutcome::kStopped) {
-      if (cancelled()) {
-        set_state(id, v1::JOB_STATE_CANCELLED, "cancelled; `jobs resume` continues from the checkpoint just written",
-                  [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
-        log_info("job %s cancelled", id.c_str());
-      } else {
-        log_info("job %s interrupted by shutdown; it resumes at the next start", id.c_str());
-      }
-      if (metrics_ != nullptr) metrics_->job_ended(id);
-      return;
-    }
+    if (trainer.run(cb) == TrainOutcome::kStopped) throw Error(ErrorCode::kCancelled, "training stopped");
 
     // The refined model: written atomically, then registered with its lineage.
     const std::string models_dir = options_.data_dir + "/models";
@@ -406,34 +583,35 @@ void JobManager::run_job(const std::string& id) {
     lineage.method = spec.method();
     lineage.hyperparameters = options.to_map();
     lineage.metrics = trainer.last_metrics();
+    if (evaluates) lineage.base_evaluations[base_report.suite()] = base_report;
+    for (auto& [suite, r] : lineage.base_evaluations) {
+      for (auto& t : *r.mutable_tasks()) t.clear_details_json();
+    }
     CheckpointWriteOptions write_options;
     write_options.metadata["refinery.job"] = id;
     write_options.metadata["refinery.base_model"] = spec.base_model();
     write_options.metadata["refinery.method"] = spec.method();
     CheckpointWriter::write_safetensors(trainer.student(), path, write_options);
     const ModelEntry entry = models_.import(path, spec.name(), "", /*make_default=*/false, lineage);
+    result_ref = entry.ref();
     v1::JobEvent result;
-    result.mutable_result()->set_model(entry.ref());
-    update(id, [&](v1::Job& j) { j.set_result_model(entry.ref()); }, &result);
-    set_state(id, v1::JOB_STATE_SUCCEEDED, "succeeded: model " + entry.ref(),
-              [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
-    log_info("job %s succeeded: model %s", id.c_str(), entry.ref().c_str());
+    result.mutable_result()->set_model(result_ref);
+    update(id, [&](v1::Job& j) { j.set_result_model(result_ref); }, &result);
+    log_info("job %s: model %s registered", id.c_str(), result_ref.c_str());
     // The model is saved; the training checkpoints are no longer needed.
     for (const auto& c : store_->checkpoints(id)) store_->remove_checkpoint(id, c.step);
     std::error_code ec;
     fs::remove_all(checkpoint_dir, ec);
-  } catch (const std::exception& e) {
-    log_error("job %s failed: %s", id.c_str(), e.what());
-    try {
-      set_state(id, v1::JOB_STATE_FAILED, std::string("failed: ") + e.what(), [&](v1::Job& j) {
-        j.set_error(e.what());
-        j.set_finished_unix_ms(now_ms());
-      });
-    } catch (const std::exception& e2) {
-      log_error("job %s: cannot record its failure: %s", id.c_str(), e2.what());
-    }
   }
-  if (metrics_ != nullptr) metrics_->job_ended(id);
+
+  if (evaluates) {
+    const ModelEntry result = models_.resolve(result_ref);
+    const v1::EvalReport report = evaluate_in_job(id, result, spec.eval_suite(), "result", stopping);
+    update(id, [&](v1::Job& j) { *j.mutable_eval_report() = report; }, nullptr);
+  }
+  set_state(id, v1::JOB_STATE_SUCCEEDED, "succeeded: model " + result_ref,
+            [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
+  log_info("job %s succeeded: model %s", id.c_str(), result_ref.c_str());
 }
 
 }  // namespace refinery

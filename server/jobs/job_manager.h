@@ -1,10 +1,13 @@
-// Refine jobs: validated at submit, kept in the SQLite job store under
-// --data-dir, run one at a time on the server's device by a runner thread,
-// with every state change, step, evaluation, checkpoint and result recorded
-// as a numbered event that watchers replay and follow. Jobs survive restarts
-// and crashes: an interrupted job is queued again at start and resumes from
-// its last checkpoint. A failing job ends FAILED with its reason; the server
-// and other jobs carry on.
+// Jobs, in one queue: refine jobs (CLIP-Refine of a base model, optionally
+// with an evaluation suite run before the first step and on the result) and
+// eval jobs (a suite on a model, model_evaluation.h). Validated at submit,
+// kept in the SQLite job store under --data-dir, run one at a time on the
+// server's device by a runner thread, with every state change, step,
+// evaluation, checkpoint and result recorded as a numbered event that
+// watchers replay and follow. Jobs survive restarts and crashes: an
+// interrupted refine job is queued again at start and resumes from its last
+// checkpoint (an eval job evaluates again). A failing job ends FAILED with
+// its reason; the server and other jobs carry on.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -21,7 +24,9 @@ namespace refinery {
 
 class JobMetrics;
 class JobStore;
+class ModelEvaluator;
 class ModelRegistry;
+struct ModelEntry;
 
 struct JobManagerOptions {
   std::string data_dir;                 // jobs.db, jobs/<id>/checkpoints, refined models
@@ -44,7 +49,8 @@ class JobManager {
   // RUNNING in the store, to resume at the next start.
   void shutdown();
 
-  // Validates (base model, data set, options) and queues. The same non-empty
+  // Validates (base model, data set, options; or the model and every file
+  // of the suite) and queues. The same non-empty
   // client_request_id returns the first job instead of a new one.
   v1::Job submit(const v1::JobSpec& spec, const std::string& client_request_id);
   v1::Job get(const std::string& id) const;
@@ -66,6 +72,17 @@ class JobManager {
   struct Running;
   void runner_loop();
   void run_job(const std::string& id);
+  void run_refine_job(const v1::Job& job, const std::function<bool()>& stopping);
+  void run_eval_job(const v1::Job& job, const std::function<bool()>& stopping);
+  // Runs the suite on `model`, streaming progress and tasks as the job's
+  // events, and keeps the report in the model's lineage.
+  v1::EvalReport evaluate_in_job(const std::string& id, const ModelEntry& model, const std::string& suite_json,
+                                 const std::string& phase, const std::function<bool()>& stopping);
+  void job_stopped(const std::string& id, bool cancelled);  // cancelled, or left RUNNING for the next start
+  void job_failed(const std::string& id, const std::string& why);
+  v1::Job submit_eval(const v1::JobSpec& spec, const std::string& client_request_id);
+  v1::Job enqueue(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total,
+                  const std::string& message);
   // Reads the job, lets `mutate` change it, stores it with `event` (when
   // given) in one transaction, and wakes the watchers.
   v1::Job update(const std::string& id, const std::function<void(v1::Job&)>& mutate, v1::JobEvent* event);
@@ -78,6 +95,7 @@ class JobManager {
   ModelRegistry& models_;
   JobMetrics* metrics_;
   std::unique_ptr<JobStore> store_;
+  std::unique_ptr<ModelEvaluator> evaluator_;  // its classifier cache outlives jobs
   mutable std::mutex mu_;
   std::condition_variable runner_cv_;  // new work or stopping
   std::condition_variable events_cv_;  // new events

@@ -18,7 +18,11 @@ JobMetrics::JobMetrics(MetricsRegistry& r)
       eval_(r.gauge("refinery_job_eval", "The running job's latest evaluation on its validation split", {"job_id", "metric"})),
       steps_total_(r.counter("refinery_job_steps_total", "Training steps done by all jobs")),
       samples_total_(r.counter("refinery_job_samples_total", "Training pairs processed by all jobs")),
-      images_skipped_(r.counter("refinery_job_images_skipped_total", "Training images skipped because they failed to decode")) {}
+      images_skipped_(r.counter("refinery_job_images_skipped_total", "Training images skipped because they failed to decode")),
+      eval_progress_(r.gauge("refinery_job_eval_progress", "Share of the running evaluation's items (images + texts) embedded", {"job_id"})),
+      eval_items_per_second_(r.gauge("refinery_job_eval_items_per_second", "The running evaluation's throughput (images + texts per second)", {"job_id"})),
+      eval_tasks_total_(r.counter("refinery_eval_tasks_total", "Evaluation tasks finished, by kind (zeroshot, retrieval)", {"kind"})),
+      eval_images_total_(r.counter("refinery_eval_images_total", "Images evaluated by finished evaluation tasks")) {}
 
 void JobMetrics::set_jobs_by_state(const std::map<std::string, int>& counts) {
   for (const auto& [state, n] : counts) jobs_.with({state}).set(n);
@@ -50,8 +54,21 @@ void JobMetrics::record_eval(const std::string& job, const std::map<std::string,
 
 void JobMetrics::record_images_skipped(int64_t n) { images_skipped_.with().inc(static_cast<double>(n)); }
 
+void JobMetrics::record_eval_progress(const std::string& job, int64_t done, int64_t total, double items_per_second) {
+  eval_progress_.with({job}).set(total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 0.0);
+  eval_items_per_second_.with({job}).set(items_per_second);
+}
+
+void JobMetrics::record_eval_task(const std::string& kind, int64_t images) {
+  eval_tasks_total_.with({kind}).inc();
+  eval_images_total_.with().inc(static_cast<double>(images));
+}
+
 void JobMetrics::job_ended(const std::string& job) {
-  for (GaugeFamily* f : {&step_, &total_steps_, &lr_, &samples_per_second_, &data_seconds_}) f->remove({job});
+  for (GaugeFamily* f : {&step_, &total_steps_, &lr_, &samples_per_second_, &data_seconds_, &eval_progress_,
+                         &eval_items_per_second_}) {
+    f->remove({job});
+  }
   for (const char* term : {"total", "rafa", "hycd", "contrastive", "align"}) loss_.remove({job, term});
 }
 

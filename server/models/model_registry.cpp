@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <google/protobuf/util/json_util.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
@@ -49,9 +51,42 @@ int64_t count_parameters(const ClipConfig& c) {
   return n;
 }
 
+// Reports are stored as their proto JSON, so models.json and the API agree.
+json evaluations_json(const std::map<std::string, v1::EvalReport>& reports) {
+  json out = json::array();
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  for (const auto& [suite, report] : reports) {
+    std::string text;
+    if (google::protobuf::util::MessageToJsonString(report, &text, o).ok()) out.push_back(json::parse(text));
+  }
+  return out;
+}
+
+std::map<std::string, v1::EvalReport> evaluations_from(const json& j) {
+  std::map<std::string, v1::EvalReport> out;
+  if (!j.is_array()) return out;
+  for (const auto& item : j) {
+    v1::EvalReport report;
+    const auto status = google::protobuf::util::JsonStringToMessage(item.dump(), &report);
+    if (!status.ok()) {
+      log_warning("model registry: skipping an unreadable evaluation report: %s", std::string(status.message()).c_str());
+      continue;
+    }
+    out[report.suite()] = report;
+  }
+  return out;
+}
+
 json lineage_json(const Lineage& l) {
-  return {{"base_model", l.base_model}, {"job_id", l.job_id},       {"data", l.data},
-          {"method", l.method},         {"hyperparameters", l.hyperparameters}, {"metrics", l.metrics}};
+  return {{"base_model", l.base_model},
+          {"job_id", l.job_id},
+          {"data", l.data},
+          {"method", l.method},
+          {"hyperparameters", l.hyperparameters},
+          {"metrics", l.metrics},
+          {"evaluations", evaluations_json(l.evaluations)},
+          {"base_evaluations", evaluations_json(l.base_evaluations)}};
 }
 
 Lineage lineage_from(const json& j) {
@@ -63,6 +98,8 @@ Lineage lineage_from(const json& j) {
   l.method = j.value("method", "");
   if (j.contains("hyperparameters")) l.hyperparameters = j["hyperparameters"].get<std::map<std::string, std::string>>();
   if (j.contains("metrics")) l.metrics = j["metrics"].get<std::map<std::string, double>>();
+  l.evaluations = evaluations_from(j.value("evaluations", json::array()));
+  l.base_evaluations = evaluations_from(j.value("base_evaluations", json::array()));
   return l;
 }
 
@@ -142,6 +179,11 @@ void ModelRegistry::load_persisted() {
   }
   hidden_ = j.value("hidden", std::vector<std::string>{});
   default_ref_ = j.value("default", "");
+  for (const auto& m : j.value("models_dir_evaluations", json::array())) {
+    if (m.is_object() && m.contains("path") && m["path"].is_string()) {
+      models_dir_evaluations_[m["path"].get<std::string>()] = evaluations_from(m.value("evaluations", json::array()));
+    }
+  }
 }
 
 void ModelRegistry::scan_models_dir() {
@@ -169,6 +211,9 @@ void ModelRegistry::scan_models_dir() {
       e.version = models_.count(name) ? models_[name].rbegin()->first + 1 : 1;
       e.from_models_dir = true;
       e.created_unix_ms = now_ms();
+      if (auto it = models_dir_evaluations_.find(path); it != models_dir_evaluations_.end()) {
+        e.lineage.evaluations = it->second;
+      }
       if (std::find(hidden_.begin(), hidden_.end(), e.ref()) != hidden_.end()) continue;
       models_[name][e.version].entry = e;
       log_info("model registry: %s <- %s (%s, %s)", e.ref().c_str(), path.c_str(), e.format.c_str(),
@@ -194,7 +239,14 @@ void ModelRegistry::persist() const {
                         {"lineage", lineage_json(e.lineage)}});
     }
   }
-  const json j = {{"models", models}, {"hidden", hidden_}, {"default", default_ref_}};
+  json models_dir_evaluations = json::array();
+  for (const auto& [path, reports] : models_dir_evaluations_) {
+    models_dir_evaluations.push_back({{"path", path}, {"evaluations", evaluations_json(reports)}});
+  }
+  const json j = {{"models", models},
+                  {"hidden", hidden_},
+                  {"default", default_ref_},
+                  {"models_dir_evaluations", models_dir_evaluations}};
   ::mkdir(options_.data_dir.c_str(), 0755);
   write_file_atomically(options_.data_dir + "/models.json", j.dump(2) + "\n");
 }
@@ -287,6 +339,16 @@ void ModelRegistry::remove(const std::string& ref) {
   persist();
   unloads_.fetch_add(1, std::memory_order_release);
   log_info("model registry: removed %s", e.ref().c_str());
+}
+
+void ModelRegistry::record_evaluation(const std::string& ref, const v1::EvalReport& report) {
+  v1::EvalReport kept = report;
+  for (auto& task : *kept.mutable_tasks()) task.clear_details_json();  // kept with the job
+  std::lock_guard<std::mutex> lock(mu_);
+  ModelEntry& e = find_slot(ref).entry;
+  e.lineage.evaluations[kept.suite()] = kept;
+  if (e.from_models_dir) models_dir_evaluations_[e.path] = e.lineage.evaluations;
+  persist();
 }
 
 std::shared_ptr<LoadedModel> ModelRegistry::acquire(const std::string& ref) {

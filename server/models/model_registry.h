@@ -15,14 +15,21 @@
 
 #include "core/model/clip_config.h"
 #include "core/model/clip_model.h"
+#include "refinery/v1/eval.pb.h"
 
 namespace refinery {
 
+// Where a model came from (refine jobs) and how it measured.
 struct Lineage {
   std::string base_model, job_id, data, method;
   std::map<std::string, std::string> hyperparameters;
   std::map<std::string, double> metrics;
-  bool empty() const { return base_model.empty() && job_id.empty(); }
+  // The latest report per suite name, on this model (details_json dropped).
+  std::map<std::string, v1::EvalReport> evaluations;
+  // Refined models: the refine job's suite on its base, before step 1.
+  std::map<std::string, v1::EvalReport> base_evaluations;
+  bool refined() const { return !base_model.empty() || !job_id.empty(); }
+  bool empty() const { return !refined() && evaluations.empty() && base_evaluations.empty(); }
 };
 
 struct ModelEntry {
@@ -69,6 +76,10 @@ class ModelRegistry {
   ModelEntry import(const std::string& path, const std::string& name, const std::string& model_config_path,
                     bool make_default, const Lineage& lineage = {});
   void remove(const std::string& ref);
+  // Keeps `report` as the model's latest of its suite (persisted; a
+  // models-dir checkpoint's reports are kept by its path). NOT_FOUND when
+  // the model is gone.
+  void record_evaluation(const std::string& ref, const v1::EvalReport& report);
 
   // The model's weights on the serving device, loading them if needed.
   std::shared_ptr<LoadedModel> acquire(const std::string& ref);
@@ -104,6 +115,8 @@ class ModelRegistry {
   mutable std::mutex mu_;
   std::map<std::string, std::map<int, Slot>> models_;  // name -> version -> slot
   std::vector<std::string> hidden_;                      // deleted models-dir refs
+  // Reports on models-dir checkpoints, by path: attached when they are found.
+  std::map<std::string, std::map<std::string, v1::EvalReport>> models_dir_evaluations_;
   std::string default_ref_;
   uint64_t clock_ = 0;
   std::atomic<uint64_t> unloads_{0};

@@ -48,6 +48,8 @@ void fill_model_info(const ModelEntry& e, const ModelRegistry& registry, v1::Mod
     l->set_method(e.lineage.method);
     for (const auto& [k, v] : e.lineage.hyperparameters) (*l->mutable_hyperparameters())[k] = v;
     for (const auto& [k, v] : e.lineage.metrics) (*l->mutable_metrics())[k] = v;
+    for (const auto& [suite, report] : e.lineage.evaluations) *l->add_evaluations() = report;
+    for (const auto& [suite, report] : e.lineage.base_evaluations) *l->add_base_evaluations() = report;
   }
 }
 
