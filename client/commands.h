@@ -23,5 +23,6 @@ void add_embed_commands(CLI::App& app, Command& command);   // embed text|image,
 void add_index_commands(CLI::App& app, Command& command);   // index create|add|list|show|drop|delete, search
 void add_bench_command(CLI::App& app, Command& command);    // bench embed
 void add_job_commands(CLI::App& app, Command& command);     // jobs submit|watch|list|show|cancel|resume|delete
+void add_eval_commands(CLI::App& app, Command& command);    // eval submit|compare
 
 }  // namespace refinery::client

@@ -18,7 +18,9 @@
 
 #include "client/client_errors.h"
 #include "client/commands.h"
+#include "client/eval_display.h"
 #include "client/input_files.h"
+#include "client/job_calls.h"
 #include "client/job_display.h"
 #include "client/output.h"
 #include "client/server_connection.h"
@@ -29,14 +31,9 @@ namespace refinery::client {
 namespace {
 
 using google::protobuf::FieldDescriptor;
-using Clock = std::chrono::steady_clock;
-
-constexpr double kDefaultReconnectTimeoutS = 120.0;
-constexpr double kFirstBackoffS = 0.5;
-constexpr double kMaxBackoffS = 5.0;
 
 struct SubmitParams {
-  std::string file, request_id;
+  std::string file, request_id, eval_suite_file;
   std::map<std::string, std::string> flags;  // JobSpec field -> value, for the flags given
   std::vector<std::string> extra;            // KEY=VALUE
   bool watch = false;
@@ -81,11 +78,12 @@ const std::map<std::string, std::string>& field_help() {
   return help;
 }
 
-// Fields with a flag of their own name, set by reflection; these three have
-// their own flags.
+// Fields with a flag of their own name, set by reflection. base_model, data
+// and extra have flags of their own, eval_suite is --eval-suite FILE, and
+// kind and model belong to `refinery eval submit`.
 bool is_plain_spec_field(const FieldDescriptor* f) {
-  return f->name() != "base_model" && f->name() != "data" && f->name() != "extra" && !f->is_repeated() &&
-         f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE;
+  static const std::set<std::string> own = {"base_model", "data", "extra", "kind", "model", "eval_suite"};
+  return !own.count(f->name()) && !f->is_repeated() && f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE;
 }
 
 std::string flag_name(const FieldDescriptor* f) {
@@ -205,135 +203,14 @@ v1::JobSpec build_spec(const SubmitParams& p) {
     if (eq == std::string::npos || eq == 0) throw UsageError("--extra expects KEY=VALUE, got '" + arg + "'");
     (*spec.mutable_extra())[arg.substr(0, eq)] = arg.substr(eq + 1);
   }
+  if (!p.eval_suite_file.empty()) spec.set_eval_suite(read_json_file(p.eval_suite_file).dump());
   if (spec.base_model().empty()) throw UsageError("jobs submit: give --base MODEL (or \"base_model\" in --file)");
   if (spec.data().empty()) throw UsageError("jobs submit: give --data SPEC (or \"data\" in --file)");
   return spec;
 }
 
-// Random, so that the same submit retried (by a script, or by hand with
-// --request-id) creates the job at most once.
-std::string random_request_id() {
-  std::random_device device;
-  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "cli-%016llx%016llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
-// check_status, and a word for the one failure gRPC leaves unexplained: a
-// server without the call answers UNIMPLEMENTED with no message.
-void check_job_status(const grpc::Status& status, const std::string& context = "") {
-  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && status.error_message().empty()) {
-    check_status(status, "the server does not offer this refinery.v1.JobService call; an older refineryd?");
-  }
-  check_status(status, context);
-}
-
-grpc::Status get_job(const std::shared_ptr<grpc::Channel>& channel, double timeout_s, const std::string& id,
-                     v1::Job* job) {
-  grpc::ClientContext context;
-  set_deadline(context, timeout_s);
-  v1::GetJobRequest request;
-  request.set_id(id);
-  return v1::JobService::NewStub(channel)->GetJob(&context, request, job);
-}
-
-// A broken watch worth resuming: the server went away (UNAVAILABLE) or ended
-// the call itself while shutting down (CANCELLED; this client never cancels).
-bool is_transient(grpc::StatusCode code) {
-  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::CANCELLED;
-}
-
-// Shows the job's events from `from_seq` until the job has finished, and
-// returns the finished job. The stream has no deadline: it lasts as long as
-// the job does; --timeout bounds the GetJob calls only.
-v1::Job follow_job(const ServerConnection& c, const std::string& id, int64_t from_seq, double reconnect_timeout_s,
-                   JobProgress& progress) {
-  std::shared_ptr<grpc::Channel> channel = c.channel();
-  int64_t last_seq = std::max<int64_t>(from_seq - 1, 0);
-  double backoff_s = kFirstBackoffS;
-  bool broken = false;            // no event since the stream broke ...
-  Clock::time_point broken_since;  // ... at this time
-  for (;;) {
-    grpc::ClientContext context;
-    v1::WatchJobRequest request;
-    request.set_id(id);
-    request.set_from_seq(last_seq + 1);
-    auto reader = v1::JobService::NewStub(channel)->WatchJob(&context, request);
-    v1::JobEvent event;
-    while (reader->Read(&event)) {
-      broken = false;
-      backoff_s = kFirstBackoffS;
-      if (event.seq() <= last_seq) continue;  // replayed twice across a reconnect
-      last_seq = event.seq();
-      progress.show(event);
-    }
-    grpc::Status status = reader->Finish();
-    std::string why;
-    if (status.ok()) {
-      v1::Job job;
-      status = get_job(channel, c.options().timeout_s, id, &job);
-      if (status.ok() && job_finished(job.state())) return job;
-      if (status.ok()) why = "the event stream ended while the job is " + job_state_name(job.state());
-    }
-    if (!status.ok()) {
-      if (!is_transient(status.error_code())) check_job_status(status, "watching job " + id);
-      why = std::string(grpc_code_name(status.error_code())) + ": " + status.error_message();
-    }
-    const auto now = Clock::now();
-    if (!broken) broken_since = now;
-    broken = true;
-    if (std::chrono::duration<double>(now - broken_since).count() >= reconnect_timeout_s) {
-      const std::string resume = "gave up after " + format_fixed(reconnect_timeout_s, 0) +
-                                 " s without events; resume with `refinery jobs watch " + id + " --from " +
-                                 std::to_string(last_seq + 1) + "`";
-      if (!status.ok()) check_job_status(status, resume);
-      throw failed_precondition(why + "; " + resume);
-    }
-    progress.notice(why + "; reconnecting in " + format_fixed(backoff_s, 1) + " s from event " +
-                    std::to_string(last_seq + 1));
-    std::this_thread::sleep_for(std::chrono::duration<double>(backoff_s));
-    backoff_s = std::min(backoff_s * 2, kMaxBackoffS);
-    // A channel of its own: the old one may sit out gRPC's reconnect backoff
-    // (up to two minutes) after the server is back.
-    channel = make_channel(c.address(), /*own_connection=*/true);
-  }
-}
-
-// Follows the job to its end: exit 0 if it SUCCEEDED; a FAILED or CANCELLED
-// job is an error that carries the job's own.
-int watch_to_end(const ServerConnection& c, const std::string& id, int64_t from_seq, double reconnect_timeout_s) {
-  JobProgress progress(JobProgress::style_for(c.options().json));
-  const v1::Job job = follow_job(c, id, from_seq, reconnect_timeout_s, progress);
-  progress.finish();
-  const std::string state = job_state_name(job.state());
-  if (job.state() == v1::JOB_STATE_SUCCEEDED) {
-    if (!c.options().json) {
-      std::cout << "job " << job.id() << " SUCCEEDED";
-      if (job.started_unix_ms() > 0 && job.finished_unix_ms() > 0) {
-        std::cout << " in " << format_duration((job.finished_unix_ms() - job.started_unix_ms()) / 1000.0);
-      }
-      std::cout << ": model " << job.result_model() << '\n';
-    }
-    return 0;
-  }
-  throw failed_precondition("job " + job.id() + " " + state + (job.error().empty() ? "" : ": " + job.error()));
-}
-
 int submit_job(const ServerConnection& c, const SubmitParams& p) {
-  v1::SubmitJobRequest request;
-  *request.mutable_spec() = build_spec(p);
-  request.set_client_request_id(p.request_id.empty() ? random_request_id() : p.request_id);
-  v1::Job job;
-  const auto status = v1::JobService::NewStub(c.channel())->SubmitJob(c.context().get(), request, &job);
-  const auto code = status.error_code();
-  if (code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    // The job may exist; the same request id cannot make a second one.
-    check_job_status(status, "the job may or may not have been submitted; rerun with --request-id " +
-                             request.client_request_id() + " to submit it at most once");
-  }
-  check_job_status(status);
+  const v1::Job job = submit_job_spec(c, build_spec(p), p.request_id);
   if (c.options().json) {
     print_json(job_to_json(job));
     std::cout.flush();
@@ -356,7 +233,14 @@ std::string steps_of(const v1::Job& job) {
   return std::to_string(job.step()) + "/" + (job.total_steps() > 0 ? std::to_string(job.total_steps()) : "?");
 }
 
-std::string method_of(const v1::JobSpec& spec) { return spec.method().empty() ? "clip-refine" : spec.method(); }
+bool is_eval(const v1::JobSpec& spec) { return spec.kind() == v1::JOB_KIND_EVAL; }
+
+// What the job does: "eval", or the refine method (with "+eval" when it
+// evaluates before and after).
+std::string method_of(const v1::JobSpec& spec) {
+  if (is_eval(spec)) return "eval";
+  return (spec.method().empty() ? "clip-refine" : spec.method()) + (spec.eval_suite().empty() ? "" : "+eval");
+}
 
 int list_jobs(const ServerConnection& c, const std::vector<std::string>& states) {
   v1::ListJobsRequest request;
@@ -377,9 +261,10 @@ int list_jobs(const ServerConnection& c, const std::vector<std::string>& states)
   std::vector<std::vector<std::string>> rows;
   for (const auto& job : response.jobs()) {
     rows.push_back({job.id(), job_state_name(job.state()), steps_of(job), method_of(job.spec()),
-                    job.spec().base_model(), format_local_time(job.created_unix_ms()),
-                    job.result_model().empty() ? "-" : job.result_model()});
+                    is_eval(job.spec()) ? job.spec().model() : job.spec().base_model(),
+                    format_local_time(job.created_unix_ms()), job.result_model().empty() ? "-" : job.result_model()});
   }
+  // STEP of an eval job counts items (images + texts) embedded.
   print_table({"ID", "STATE", "STEP", "METHOD", "BASE", "CREATED", "MODEL"}, rows);
   return 0;
 }
@@ -401,13 +286,20 @@ std::string describe_field(const v1::JobSpec& spec, const FieldDescriptor* f) {
     case FieldDescriptor::CPPTYPE_FLOAT: return nlohmann::json(r->GetFloat(spec, f)).dump();
     case FieldDescriptor::CPPTYPE_BOOL: return r->GetBool(spec, f) ? "true" : "false";
     case FieldDescriptor::CPPTYPE_STRING: return r->GetString(spec, f);
+    case FieldDescriptor::CPPTYPE_ENUM: return r->GetEnum(spec, f)->name();
     default: return "?";
   }
 }
 
 void print_job(const v1::Job& job) {
-  std::cout << "job " << job.id() << " " << job_state_name(job.state()) << '\n'
-            << "  step:        " << steps_of(job) << ", epoch " << job.epoch() << '\n'
+  std::cout << "job " << job.id() << " " << job_state_name(job.state()) << '\n';
+  if (is_eval(job.spec())) {
+    std::cout << "  evaluates:   " << job.spec().model() << '\n'
+              << "  items:       " << steps_of(job) << " (images + texts embedded)\n";
+  } else {
+    std::cout << "  step:        " << steps_of(job) << ", epoch " << job.epoch() << '\n';
+  }
+  std::cout
             << "  created:     " << format_local_time(job.created_unix_ms()) << '\n'
             << "  started:     " << format_local_time(job.started_unix_ms()) << '\n'
             << "  finished:    " << format_local_time(job.finished_unix_ms()) << '\n';
@@ -435,6 +327,17 @@ void print_job(const v1::Job& job) {
   if (!metrics.empty()) {
     std::cout << "  metrics:\n";
     for (const auto& [k, v] : metrics) std::cout << "    " << k << " = " << v << '\n';
+  }
+  if (job.has_base_eval_report() && job.has_eval_report()) {
+    std::cout << "  evaluation:\n";
+    print_eval_comparison(job.base_eval_report(), job.eval_report(), "base " + job.base_eval_report().model(),
+                          "refined " + job.eval_report().model(), "  ");
+  } else if (job.has_eval_report()) {
+    std::cout << "  evaluation:\n";
+    print_eval_report(job.eval_report(), "    ");
+  } else if (job.has_base_eval_report()) {
+    std::cout << "  evaluation of the base, before refining:\n";
+    print_eval_report(job.base_eval_report(), "    ");
   }
 }
 
@@ -540,6 +443,9 @@ void add_submit_command(CLI::App* jobs, Command& command) {
   submit->add_option("--file", p->file,
                      "JSON object of JobSpec fields by their proto names (base_model, data, max_steps, ...); "
                      "flags override it");
+  submit->add_option("--eval-suite", p->eval_suite_file,
+                     "Evaluation suite (JSON file, as for `refinery-model eval --suite`; data paths on the server's "
+                     "disk) run on the base before the first step and on the result at the end");
   submit->add_option("--request-id", p->request_id,
                      "Idempotency key: submitting the same id again returns the first job (default: random)");
   submit->add_flag("--watch", p->watch, "Then follow its progress until it ends, as `jobs watch` does");

@@ -133,6 +133,7 @@ JobProgress::Style JobProgress::style_for(bool json) {
 }
 
 void JobProgress::show(const v1::JobEvent& event) {
+  if (style_ == Style::kQuiet) return;
   if (style_ == Style::kJson) {
     print_json(job_event_to_json(event));
     std::cout.flush();  // a watcher reads it as it happens
@@ -142,12 +143,30 @@ void JobProgress::show(const v1::JobEvent& event) {
   switch (event.event_case()) {
     case v1::JobEvent::kStep:
       last_step_ = event.step();
+      eval_is_latest_ = false;
       if (style_ == Style::kLive) {
         redraw();
       } else {
         print_line(when + step_line());
       }
       break;
+    case v1::JobEvent::kEvalProgress:
+      last_eval_ = event.eval_progress();
+      eval_is_latest_ = true;
+      if (style_ == Style::kLive) {
+        redraw();
+      } else {
+        print_line(when + eval_line());
+      }
+      break;
+    case v1::JobEvent::kEvalTask: {
+      const auto& t = event.eval_task();
+      const auto& r = t.result();
+      print_line(when + t.phase() + " " + t.model() + ": task " + r.name() + " (" + r.kind() + ", " +
+                 std::to_string(r.n()) + " images, " + format_fixed(r.seconds(), 1) + " s): " +
+                 describe_metrics(r.metrics()));
+      break;
+    }
     case v1::JobEvent::kState: {
       const auto& s = event.state();
       print_line(when + "state " + job_state_name(s.state()) + (s.message().empty() ? "" : ": " + s.message()));
@@ -173,6 +192,10 @@ void JobProgress::show(const v1::JobEvent& event) {
 }
 
 void JobProgress::notice(const std::string& message) {
+  if (style_ == Style::kQuiet) {
+    std::cerr << "refinery: " << message << std::endl;
+    return;
+  }
   clear_live_line();
   std::cerr << "refinery: " << message << std::endl;
   redraw();
@@ -196,13 +219,30 @@ void JobProgress::clear_live_line() {
 }
 
 void JobProgress::redraw() {
-  if (style_ != Style::kLive || !last_step_) return;
-  std::string line = step_line();
+  if (style_ != Style::kLive || (!last_step_ && !last_eval_)) return;
+  std::string line = live_line();
   // A wrapped line cannot be redrawn with '\r'; cut it to the terminal.
   const int columns = terminal_columns();
   if (columns > 1 && line.size() >= static_cast<size_t>(columns)) line.resize(columns - 1);
   std::cout << '\r' << line << kClearToEol << std::flush;
   drawn_ = true;
+}
+
+std::string JobProgress::live_line() const {
+  return (eval_is_latest_ || !last_step_) ? eval_line() : step_line();
+}
+
+std::string JobProgress::eval_line() const {
+  const auto& e = *last_eval_;
+  std::string line = e.phase() + " " + e.model() + ": task " + e.task() + " (" + std::to_string(e.task_index() + 1) +
+                     "/" + std::to_string(e.tasks()) + ") " + e.stage() + "  " + std::to_string(e.done()) + "/" +
+                     std::to_string(e.total());
+  if (e.total() > 0) {
+    line += " " + format_fixed(100.0 * static_cast<double>(e.done()) / static_cast<double>(e.total()), 1) + "%";
+  }
+  if (e.items_per_second() > 0) line += "  " + format_fixed(e.items_per_second(), 1) + " items/s";
+  if (e.eta_seconds() > 0) line += "  ETA " + format_duration(e.eta_seconds());
+  return line;
 }
 
 std::string JobProgress::step_line() const {

@@ -34,7 +34,7 @@ std::string format_local_time(int64_t unix_ms);
 
 class JobProgress {
  public:
-  enum class Style { kJson, kLive, kPlain };
+  enum class Style { kJson, kLive, kPlain, kQuiet };  // kQuiet shows nothing
 
   // kJson with --json, else kLive when stdout is a terminal, else kPlain.
   static Style style_for(bool json);
@@ -58,9 +58,13 @@ class JobProgress {
   void redraw();
   void clear_live_line();
   std::string step_line() const;
+  std::string eval_line() const;
+  std::string live_line() const;  // the latest progress: a step or an evaluation batch
 
   Style style_;
   std::optional<v1::StepEvent> last_step_;
+  std::optional<v1::EvalProgressEvent> last_eval_;
+  bool eval_is_latest_ = false;
   std::optional<double> gap_;  // latest modality gap of an evaluation
   bool drawn_ = false;         // the live line is on the screen
 };

@@ -39,6 +39,7 @@ int run(int argc, char** argv) {
   add_index_commands(app, command);
   add_bench_command(app, command);
   add_job_commands(app, command);
+  add_eval_commands(app, command);
 
   try {
     app.parse(argc, argv);

@@ -1,9 +1,13 @@
 // `refinery models list|show|import|export|delete`: the server's model
 // registry. Paths in import/export are on the server's disk.
 #include <iostream>
+#include <map>
 #include <memory>
+#include <set>
 
 #include "client/commands.h"
+#include "client/eval_display.h"
+#include "client/job_display.h"
 #include "client/output.h"
 #include "client/proto_json.h"
 #include "client/server_connection.h"
@@ -50,11 +54,28 @@ void print_model(const v1::ModelInfo& m) {
             << ", " << a.vision_layers() << " layers, " << a.vision_heads() << " heads\n"
             << "  text:        width " << a.text_width() << ", " << a.text_layers() << " layers, " << a.text_heads()
             << " heads, context " << a.context_length() << ", vocab " << a.vocab_size() << '\n';
-  if (m.has_lineage()) {
-    const auto& l = m.lineage();
+  const auto& l = m.lineage();
+  if (!l.base_model().empty()) {
     std::cout << "  lineage:     " << l.method() << " from " << l.base_model() << " on " << l.data() << " (job "
               << l.job_id() << ")\n";
-    for (const auto& [k, v] : l.metrics()) std::cout << "    " << k << " = " << v << '\n';
+    const std::map<std::string, double> metrics(l.metrics().begin(), l.metrics().end());
+    for (const auto& [k, v] : metrics) std::cout << "    " << k << " = " << v << '\n';
+  }
+  // What refining gained or lost: the refine job's suites on the base, then
+  // on this model; then every other suite this model was evaluated on.
+  std::set<std::string> compared;
+  for (const auto& base : l.base_evaluations()) {
+    for (const auto& result : l.evaluations()) {
+      if (result.suite() != base.suite()) continue;
+      std::cout << "  evaluation (" << format_local_time(result.finished_unix_ms()) << "):\n";
+      print_eval_comparison(base, result, "base " + base.model(), "refined " + result.model(), "  ");
+      compared.insert(result.suite());
+    }
+  }
+  for (const auto& r : l.evaluations()) {
+    if (compared.count(r.suite())) continue;
+    std::cout << "  evaluation (" << format_local_time(r.finished_unix_ms()) << "):\n";
+    print_eval_report(r, "    ");
   }
 }
 
