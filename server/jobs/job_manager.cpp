@@ -416,6 +416,8 @@ void JobManager::job_stopped(const std::string& id, bool cancelled) {
   std::string message;
   if (is_eval_job(job)) {
     message = "cancelled; `jobs resume` evaluates from the start";
+  } else if (!job.spec().eval_suite().empty() && !job.has_base_eval_report()) {
+    message = "cancelled while evaluating the base, before the first step; `jobs resume` starts with that evaluation";
   } else if (!job.result_model().empty()) {
     message = "cancelled while evaluating the result; model " + job.result_model() +
               " is registered, `jobs resume` evaluates it";

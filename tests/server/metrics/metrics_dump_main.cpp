@@ -85,6 +85,10 @@ void fill(refinery::MetricsRegistry& registry) {
   jobs.record_step("job-0123456789ab", step);
   jobs.record_eval("job-0123456789ab", {{"modality_gap", 0.00133}, {"t2i_r1", 0.306}});
   jobs.record_images_skipped(2);
+  // An evaluation as it runs, and the tasks finished so far.
+  jobs.record_eval_progress("job-00000000eva1", 1200, 4000, 35.5);
+  jobs.record_eval_task("zeroshot", 1000);
+  jobs.record_eval_task("retrieval", 5000);
 }
 
 int serve(const refinery::MetricsRegistry& registry, const std::string& listen) {
