@@ -34,9 +34,10 @@ if(NOT REFINERY_TORCH_ONLY)
   set_target_properties(utf8proc::utf8proc PROPERTIES
     IMPORTED_LOCATION "${UTF8PROC_LIBRARY}" INTERFACE_INCLUDE_DIRECTORIES "${UTF8PROC_INCLUDE_DIR}")
 
-  # OpenCV: only core + imgcodecs are needed (decoding). Debian's config file
-  # comes with the full libopencv-dev; the two small -dev packages have none.
-  find_package(OpenCV QUIET COMPONENTS core imgcodecs)
+  # OpenCV: core + imgcodecs (decoding) and imgproc (drawing the synthetic
+  # world). Debian's config file comes with the full libopencv-dev; the small
+  # -dev packages have none.
+  find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs)
   if(OpenCV_FOUND)
     add_library(refinery_opencv INTERFACE)
     target_include_directories(refinery_opencv INTERFACE ${OpenCV_INCLUDE_DIRS})
@@ -45,9 +46,11 @@ if(NOT REFINERY_TORCH_ONLY)
     find_path(OPENCV_INCLUDE_DIR opencv2/imgcodecs.hpp PATH_SUFFIXES opencv4 REQUIRED)
     find_library(OPENCV_CORE_LIBRARY opencv_core REQUIRED)
     find_library(OPENCV_IMGCODECS_LIBRARY opencv_imgcodecs REQUIRED)
+    find_library(OPENCV_IMGPROC_LIBRARY opencv_imgproc REQUIRED)
     add_library(refinery_opencv INTERFACE)
     target_include_directories(refinery_opencv INTERFACE "${OPENCV_INCLUDE_DIR}")
-    target_link_libraries(refinery_opencv INTERFACE "${OPENCV_IMGCODECS_LIBRARY}" "${OPENCV_CORE_LIBRARY}")
+    target_link_libraries(refinery_opencv INTERFACE "${OPENCV_IMGCODECS_LIBRARY}" "${OPENCV_IMGPROC_LIBRARY}"
+                          "${OPENCV_CORE_LIBRARY}")
   endif()
 
 endif()

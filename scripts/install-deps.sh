@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it LibTorch's fp32 matmul uses reference BLAS (~28x slower)
-  libopencv-core-dev libopencv-imgcodecs-dev   # image decoding only
+  libopencv-core-dev libopencv-imgcodecs-dev libopencv-imgproc-dev   # image decoding, drawing
   nlohmann-json3-dev libcli11-dev libutf8proc-dev zlib1g-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc   # the API
   libfaiss-dev            # vector indexes

@@ -33,6 +33,7 @@ int run(int argc, char** argv) {
   add_match_command(app, command);
   add_eval_command(app, command);
   add_compare_command(app, command);
+  add_make_data_command(app, command);
 #endif
 
   CLI11_PARSE(app, argc, argv);
