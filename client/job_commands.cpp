@@ -74,6 +74,9 @@ const std::map<std::string, std::string>& field_help() {
       {"precision", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16"},
       {"data_workers", "Image decoding threads (default: the server's cores)"},
       {"keep_checkpoints", "Checkpoints kept on disk (default 3)"},
+      {"micro_batch_size", "Pairs per forward/backward pass within a step (default: all on CUDA, 32 on CPU)"},
+      {"init", "random: pre-train a fresh --arch from scratch with the CLIP loss (no --base; lr 5e-4, cosine)"},
+      {"arch", "With --init random: a built-in architecture (tiny, ViT-B-32, ViT-B-16, ...)"},
   };
   return help;
 }
@@ -204,7 +207,9 @@ v1::JobSpec build_spec(const SubmitParams& p) {
     (*spec.mutable_extra())[arg.substr(0, eq)] = arg.substr(eq + 1);
   }
   if (!p.eval_suite_file.empty()) spec.set_eval_suite(read_json_file(p.eval_suite_file).dump());
-  if (spec.base_model().empty()) throw UsageError("jobs submit: give --base MODEL (or \"base_model\" in --file)");
+  if (spec.base_model().empty() && spec.init() != "random") {
+    throw UsageError("jobs submit: give --base MODEL (or \"base_model\" in --file), or --init random --arch ARCH");
+  }
   if (spec.data().empty()) throw UsageError("jobs submit: give --data SPEC (or \"data\" in --file)");
   return spec;
 }
@@ -261,7 +266,9 @@ int list_jobs(const ServerConnection& c, const std::vector<std::string>& states)
   std::vector<std::vector<std::string>> rows;
   for (const auto& job : response.jobs()) {
     rows.push_back({job.id(), job_state_name(job.state()), steps_of(job), method_of(job.spec()),
-                    is_eval(job.spec()) ? job.spec().model() : job.spec().base_model(),
+                    is_eval(job.spec())                  ? job.spec().model()
+                    : job.spec().init() == "random" ? "random:" + job.spec().arch()
+                                                    : job.spec().base_model(),
                     format_local_time(job.created_unix_ms()), job.result_model().empty() ? "-" : job.result_model()});
   }
   // STEP of an eval job counts items (images + texts) embedded.

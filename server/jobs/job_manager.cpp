@@ -12,6 +12,8 @@
 #include "core/checkpoint/checkpoint_writer.h"
 #include "core/data/caption_dataset.h"
 #include "core/data/epoch_plan.h"
+#include "core/model/clip_config.h"
+#include "core/model/clip_model.h"
 #include "core/refine/refine_trainer.h"
 #include "core/runtime/torch_runtime.h"
 #include "server/jobs/job_metrics.h"
@@ -189,12 +191,19 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
   if (!raw_spec.model().empty()) {
     throw invalid_argument("model names what an eval job evaluates; a refine job starts from base_model (--base)");
   }
-  if (raw_spec.base_model().empty()) throw invalid_argument("base_model is required (--base)");
+  const bool from_scratch = raw_spec.init() == "random";
+  if (raw_spec.base_model().empty() && !from_scratch) {
+    throw invalid_argument("base_model is required (--base), or init=random with arch to pre-train from scratch");
+  }
   if (raw_spec.data().empty()) throw invalid_argument("data is required (--data coco:ANN.json:IMAGES | csv:FILE | jsonl:FILE)");
-  const ModelEntry base = models_.resolve(raw_spec.base_model());
   v1::JobSpec spec = with_defaults(raw_spec, options_.default_checkpoint_every, !resolve_device(options_.device).is_cuda());
-  spec.set_base_model(base.ref());
-  if (spec.name().empty()) spec.set_name(derived_model_name(base.name, spec.method()));
+  if (from_scratch) {
+    if (spec.name().empty()) spec.set_name(spec.arch() + "-pretrained");
+  } else {
+    const ModelEntry base = models_.resolve(raw_spec.base_model());
+    spec.set_base_model(base.ref());
+    if (spec.name().empty()) spec.set_name(derived_model_name(base.name, spec.method()));
+  }
   ModelRegistry::validate_name(spec.name());
   const CaptionDataset data = load_caption_dataset(spec.data());
   const RefineOptions options = refine_options_from_spec(spec);
@@ -501,18 +510,27 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
   const v1::JobSpec& spec = job.spec();
   const bool evaluates = !spec.eval_suite().empty();
   const std::string checkpoint_dir = job_dir(id) + "/checkpoints";
+  const bool from_scratch = spec.init() == "random";
   std::string result_ref = job.result_model();
   if (result_ref.empty()) {
-    const ModelEntry base = models_.resolve(spec.base_model());
     v1::EvalReport base_report = job.base_eval_report();
-    if (evaluates && !job.has_base_eval_report()) {
-      // Before the first step; a resumed job has it already.
-      base_report = evaluate_in_job(id, base, spec.eval_suite(), "base", stopping);
-      update(id, [&](v1::Job& j) { *j.mutable_base_eval_report() = base_report; }, nullptr);
+    ClipModel model{nullptr};
+    if (from_scratch) {
+      // Pre-training: CLIP's initialisation, seeded; the weights of a
+      // resumed job come from its checkpoint.
+      model = ClipModel(builtin_architecture(spec.arch()));
+      model->reset_parameters_random(spec.seed());
+    } else {
+      const ModelEntry base = models_.resolve(spec.base_model());
+      if (evaluates && !job.has_base_eval_report()) {
+        // Before the first step; a resumed job has it already.
+        base_report = evaluate_in_job(id, base, spec.eval_suite(), "base", stopping);
+        update(id, [&](v1::Job& j) { *j.mutable_base_eval_report() = base_report; }, nullptr);
+      }
+      CheckpointReadOptions read_options;
+      read_options.model_config_path = base.model_config_path;
+      model = CheckpointReader::load_model(base.path, read_options);
     }
-    CheckpointReadOptions read_options;
-    read_options.model_config_path = base.model_config_path;
-    ClipModel model = CheckpointReader::load_model(base.path, read_options);
     auto data = std::make_shared<CaptionDataset>(load_caption_dataset(spec.data()));
     const RefineOptions options = refine_options_from_spec(spec);
     const c10::Device device = resolve_device(options_.device);
@@ -579,19 +597,23 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
     fs::create_directories(models_dir);
     const std::string path = models_dir + "/" + id + ".safetensors";
     Lineage lineage;
-    lineage.base_model = spec.base_model();
+    lineage.base_model = from_scratch ? "random:" + spec.arch() : spec.base_model();
     lineage.job_id = id;
     lineage.data = spec.data();
     lineage.method = spec.method();
     lineage.hyperparameters = options.to_map();
+    if (from_scratch) {
+      lineage.hyperparameters["init"] = "random";
+      lineage.hyperparameters["arch"] = spec.arch();
+    }
     lineage.metrics = trainer.last_metrics();
-    if (evaluates) lineage.base_evaluations[base_report.suite()] = base_report;
+    if (evaluates && !from_scratch) lineage.base_evaluations[base_report.suite()] = base_report;
     for (auto& [suite, r] : lineage.base_evaluations) {
       for (auto& t : *r.mutable_tasks()) t.clear_details_json();
     }
     CheckpointWriteOptions write_options;
     write_options.metadata["refinery.job"] = id;
-    write_options.metadata["refinery.base_model"] = spec.base_model();
+    write_options.metadata["refinery.base_model"] = lineage.base_model;
     write_options.metadata["refinery.method"] = spec.method();
     CheckpointWriter::write_safetensors(trainer.student(), path, write_options);
     const ModelEntry entry = models_.import(path, spec.name(), "", /*make_default=*/false, lineage);

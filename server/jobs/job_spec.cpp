@@ -3,11 +3,13 @@
 #include <set>
 
 #include "core/base/error.h"
+#include "core/model/clip_config.h"
 
 namespace refinery {
 namespace {
 
 constexpr int32_t kCpuMicroBatch = 32;
+constexpr double kPretrainLr = 5e-4;
 const std::set<std::string> kExtraKeys = {"rafa_shared", "contrastive_normalize"};
 
 bool parse_bool(const std::string& key, const std::string& value) {
@@ -21,6 +23,24 @@ bool parse_bool(const std::string& key, const std::string& value) {
 v1::JobSpec with_defaults(const v1::JobSpec& in, int64_t default_checkpoint_every, bool cpu) {
   v1::JobSpec s = in;
   const RefineOptions d;  // the defaults live there
+  const bool from_scratch = s.init() == "random";
+  if (!s.init().empty() && !from_scratch) {
+    throw invalid_argument("unknown init '" + s.init() + "': leave it empty (start from base_model) or 'random'");
+  }
+  if (from_scratch) {
+    if (!s.base_model().empty()) throw invalid_argument("init=random pre-trains from scratch: leave base_model (--base) out");
+    if (s.arch().empty()) throw invalid_argument("init=random needs arch (--arch tiny, ViT-B-32, ...)");
+    builtin_architecture(s.arch());  // NOT_FOUND naming the known ones
+    if (s.method().empty()) s.set_method("contrastive");
+    if (s.method() != "contrastive") {
+      throw invalid_argument("init=random pre-trains with the CLIP loss: method must be contrastive, got '" + s.method() +
+                             "'");
+    }
+    if (s.lr() == 0) s.set_lr(kPretrainLr);
+    if (s.schedule().empty()) s.set_schedule("cosine");
+  } else if (!s.arch().empty()) {
+    throw invalid_argument("arch is for init=random; a refine job takes its architecture from base_model");
+  }
   if (s.method().empty()) s.set_method(refine_method_name(d.objective.method));
   const RefineMethod method = parse_refine_method(s.method());
   s.set_method(refine_method_name(method));
