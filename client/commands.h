@@ -24,5 +24,6 @@ void add_index_commands(CLI::App& app, Command& command);   // index create|add|
 void add_bench_command(CLI::App& app, Command& command);    // bench embed
 void add_job_commands(CLI::App& app, Command& command);     // jobs submit|watch|list|show|cancel|resume|delete
 void add_eval_commands(CLI::App& app, Command& command);    // eval submit|compare
+void add_sweep_commands(CLI::App& app, Command& command);   // sweep submit|watch|show|list|cancel|plot
 
 }  // namespace refinery::client

@@ -22,6 +22,7 @@
 #include "client/input_files.h"
 #include "client/job_calls.h"
 #include "client/job_display.h"
+#include "client/job_plots.h"
 #include "client/output.h"
 #include "client/server_connection.h"
 #include "core/base/error.h"
@@ -523,6 +524,8 @@ void add_job_commands(CLI::App& app, Command& command) {
   resume->callback([&command, resume_id] {
     command.run = [&command, resume_id] { return resume_job(ServerConnection(command.options), *resume_id); };
   });
+
+  add_job_plot_command(jobs, command);
 
   auto* del = jobs->add_subcommand("delete", "Delete a finished job (SUCCEEDED, FAILED or CANCELLED)");
   auto delete_id = std::make_shared<std::string>();

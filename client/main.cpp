@@ -40,6 +40,7 @@ int run(int argc, char** argv) {
   add_bench_command(app, command);
   add_job_commands(app, command);
   add_eval_commands(app, command);
+  add_sweep_commands(app, command);
 
   try {
     app.parse(argc, argv);

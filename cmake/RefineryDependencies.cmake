@@ -70,6 +70,16 @@ if(NOT REFINERY_TORCH_ONLY)
   set_target_properties(civetweb::civetweb-c PROPERTIES
     IMPORTED_LOCATION "${CIVETWEB_LIBRARY}" INTERFACE_INCLUDE_DIRECTORIES "${CIVETWEB_INCLUDE_DIR}")
   find_package(SQLite3 REQUIRED)
+
+  # PLplot (charts): the C++ binding. Its own CMake config drags in every
+  # binding's exports, so the two libraries are found directly; the cairo
+  # driver (plplot-driver-cairo) is loaded at run time.
+  find_path(PLPLOT_INCLUDE_DIR plplot/plstream.h REQUIRED)
+  find_library(PLPLOTCXX_LIBRARY plplotcxx REQUIRED)
+  find_library(PLPLOT_LIBRARY plplot REQUIRED)
+  add_library(refinery_plplot INTERFACE)
+  target_include_directories(refinery_plplot INTERFACE "${PLPLOT_INCLUDE_DIR}" "${PLPLOT_INCLUDE_DIR}/plplot")
+  target_link_libraries(refinery_plplot INTERFACE "${PLPLOTCXX_LIBRARY}" "${PLPLOT_LIBRARY}")
 endif()
 
 if(REFINERY_BUILD_TESTS)

@@ -37,6 +37,7 @@ THIRD_PARTY = [
     (("gtest/", "gmock/"), ("GTest::gtest", "GTest::gtest_main", "GTest::gmock")),
     (("omp.h",), ("OpenMP::OpenMP_CXX",)),
     (("prometheus/",), ("prometheus-cpp::core", "prometheus-cpp::pull")),
+    (("plplot/",), ("refinery_plplot",)),
 ]
 # Project include roots: "core/...", "server/..." resolve against the
 # checkout, "support/..." and "server/test_server.h" against tests/.

@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas0-pthread    # without it LibTorch's fp32 matmul uses reference BLAS (~28x slower)
   libopencv-core-dev libopencv-imgcodecs-dev libopencv-imgproc-dev   # image decoding, drawing
   nlohmann-json3-dev libcli11-dev libutf8proc-dev zlib1g-dev
+  libplplot-dev plplot-driver-cairo fonts-dejavu-core   # charts (PNG, SVG) and their text
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc   # the API
   libfaiss-dev            # vector indexes
   libcivetweb-dev         # /metrics HTTP endpoint

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include <torch/torch.h>
 
@@ -18,6 +19,7 @@
 #include "core/runtime/torch_runtime.h"
 #include "server/jobs/job_metrics.h"
 #include "server/jobs/model_evaluation.h"
+#include "server/jobs/sweep_grid.h"
 #include "server/jobs/job_spec.h"
 #include "server/jobs/job_store.h"
 #include "server/models/model_registry.h"
@@ -188,6 +190,11 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
     throw invalid_argument("unknown job kind " + std::to_string(raw_spec.kind()) + " (REFINE or EVAL)");
   }
   if (raw_spec.kind() == v1::JOB_KIND_EVAL) return submit_eval(raw_spec, client_request_id);
+  const PreparedJob prepared = prepare_refine(raw_spec);
+  return enqueue(prepared.spec, client_request_id, prepared.total_steps, prepared.message);
+}
+
+JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec) const {
   if (!raw_spec.model().empty()) {
     throw invalid_argument("model names what an eval job evaluates; a refine job starts from base_model (--base)");
   }
@@ -223,9 +230,12 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
   const int64_t steps_per_epoch = static_cast<int64_t>(split.train.size()) / options.batch_size;
   int64_t total = steps_per_epoch * options.epochs;
   if (options.max_steps > 0) total = std::min(total, options.max_steps);
-  return enqueue(spec, client_request_id, total,
-                 "queued: " + std::to_string(data.items.size()) + " images, " + std::to_string(data.caption_count()) +
-                     " captions, " + std::to_string(total) + " steps" + suite_note);
+  PreparedJob out;
+  out.spec = spec;
+  out.total_steps = total;
+  out.message = "queued: " + std::to_string(data.items.size()) + " images, " + std::to_string(data.caption_count()) +
+                " captions, " + std::to_string(total) + " steps" + suite_note;
+  return out;
 }
 
 v1::Job JobManager::submit_eval(const v1::JobSpec& raw_spec, const std::string& client_request_id) {
@@ -250,12 +260,7 @@ v1::Job JobManager::submit_eval(const v1::JobSpec& raw_spec, const std::string& 
                      std::to_string(texts) + " texts");
 }
 
-v1::Job JobManager::enqueue(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total,
-                            const std::string& message) {
-  const size_t queued = store_->list_jobs({v1::JOB_STATE_QUEUED}).size();
-  if (queued >= static_cast<size_t>(options_.max_queued_jobs)) {
-    throw resource_exhausted(std::to_string(queued) + " jobs are queued already (--max-queued-jobs)");
-  }
+v1::Job JobManager::new_job(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total) {
   v1::Job job;
   job.set_id(new_job_id());
   job.set_state(v1::JOB_STATE_QUEUED);
@@ -264,6 +269,16 @@ v1::Job JobManager::enqueue(const v1::JobSpec& spec, const std::string& client_r
   job.set_created_unix_ms(now_ms());
   job.set_client_request_id(client_request_id);
   job.set_total_steps(total);
+  return job;
+}
+
+v1::Job JobManager::enqueue(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total,
+                            const std::string& message) {
+  const size_t queued = store_->list_jobs({v1::JOB_STATE_QUEUED}).size();
+  if (queued >= static_cast<size_t>(options_.max_queued_jobs)) {
+    throw resource_exhausted(std::to_string(queued) + " jobs are queued already (--max-queued-jobs)");
+  }
+  const v1::Job job = new_job(spec, client_request_id, total);
   bool inserted = false;
   v1::Job stored;
   {
@@ -284,6 +299,96 @@ v1::Job JobManager::enqueue(const v1::JobSpec& spec, const std::string& client_r
     events_cv_.notify_all();
   }
   return stored;
+}
+
+v1::Sweep JobManager::submit_sweep(const v1::SweepSpec& spec, const std::string& client_request_id) {
+  if (!client_request_id.empty()) {  // a retried submit gets its first sweep back
+    for (const v1::Sweep& s : store_->list_sweeps()) {
+      if (s.client_request_id() == client_request_id) return get_sweep(s.id());
+    }
+  }
+  if (spec.job().kind() == v1::JOB_KIND_EVAL) throw invalid_argument("a sweep runs refine jobs, not eval jobs");
+  const std::vector<SweepGridPoint> points = expand_sweep(spec);
+  const size_t queued = store_->list_jobs({v1::JOB_STATE_QUEUED}).size();
+  if (queued + points.size() > static_cast<size_t>(options_.max_queued_jobs)) {
+    throw resource_exhausted("the sweep's " + std::to_string(points.size()) + " jobs and the " + std::to_string(queued) +
+                             " queued already exceed --max-queued-jobs " + std::to_string(options_.max_queued_jobs));
+  }
+  v1::Sweep sweep;
+  sweep.set_id("sweep-" + new_job_id().substr(4));
+  *sweep.mutable_spec() = spec;
+  if (sweep.spec().name().empty()) {
+    std::string name;
+    for (const auto& axis : spec.axes()) name += (name.empty() ? "" : " x ") + axis.field();
+    sweep.mutable_spec()->set_name(name);
+  }
+  sweep.set_created_unix_ms(now_ms());
+  sweep.set_client_request_id(client_request_id);
+  std::vector<std::pair<v1::Job, v1::JobEvent>> jobs;
+  std::set<std::string> names;
+  for (const SweepGridPoint& point : points) {
+    const std::string where = describe_sweep_point(point.values, spec);
+    PreparedJob prepared;
+    try {
+      prepared = prepare_refine(point.spec);
+      prepared.spec.set_name(prepared.spec.name() + point.name_suffix);
+      ModelRegistry::validate_name(prepared.spec.name());
+    } catch (const Error& e) {
+      throw Error(e.code(), "sweep point " + where + ": " + e.what());
+    }
+    if (!names.insert(prepared.spec.name()).second) {
+      throw invalid_argument("sweep points give two models the name " + prepared.spec.name());
+    }
+    v1::Job job = new_job(prepared.spec, "", prepared.total_steps);
+    v1::JobEvent event;
+    event.mutable_state()->set_state(v1::JOB_STATE_QUEUED);
+    event.mutable_state()->set_message(prepared.message + "; sweep " + sweep.id() + " at " + where);
+    v1::SweepPoint* p = sweep.add_points();
+    for (const auto& [k, v] : point.values) (*p->mutable_values())[k] = v;
+    p->set_job_id(job.id());
+    jobs.emplace_back(std::move(job), std::move(event));
+  }
+  bool inserted = false;
+  v1::Sweep stored;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stored = store_->insert_sweep(sweep, jobs, &inserted);
+  }
+  if (inserted) {
+    log_info("sweep %s queued: %zu jobs over %s", stored.id().c_str(), jobs.size(), stored.spec().name().c_str());
+    refresh_state_metrics();
+    runner_cv_.notify_all();
+    events_cv_.notify_all();
+  }
+  return get_sweep(stored.id());
+}
+
+v1::Sweep JobManager::get_sweep(const std::string& id) const {
+  std::optional<v1::Sweep> sweep = store_->get_sweep(id);
+  if (!sweep) throw not_found("no sweep " + id);
+  for (const auto& p : sweep->points()) {
+    if (auto job = store_->get_job(p.job_id())) *sweep->add_jobs() = *job;
+  }
+  return *sweep;
+}
+
+std::vector<v1::Sweep> JobManager::list_sweeps() const {
+  std::vector<v1::Sweep> out;
+  for (const v1::Sweep& s : store_->list_sweeps()) out.push_back(get_sweep(s.id()));
+  return out;
+}
+
+v1::Sweep JobManager::cancel_sweep(const std::string& id) {
+  const v1::Sweep sweep = get_sweep(id);
+  for (const v1::Job& job : sweep.jobs()) {
+    if (is_finished(job.state()) || job.state() == v1::JOB_STATE_CANCELLING) continue;
+    try {
+      cancel(job.id());
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kFailedPrecondition) throw;  // it ended meanwhile
+    }
+  }
+  return get_sweep(id);
 }
 
 v1::Job JobManager::get(const std::string& id) const {
@@ -480,6 +585,7 @@ v1::EvalReport JobManager::evaluate_in_job(const std::string& id, const ModelEnt
              model.ref().c_str(), t.seconds());
   };
   v1::EvalReport report = evaluator_->evaluate(model, suite, phase, id, cb);
+  report.set_suite_digest(eval_suite_digest(suite_json));
   models_.record_evaluation(model.ref(), report);
   return report;
 }
@@ -523,8 +629,18 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
     } else {
       const ModelEntry base = models_.resolve(spec.base_model());
       if (evaluates && !job.has_base_eval_report()) {
-        // Before the first step; a resumed job has it already.
-        base_report = evaluate_in_job(id, base, spec.eval_suite(), "base", stopping);
+        // Before the first step; a resumed job has it already, and a base
+        // measured on the very same suite (a sweep's other jobs) is not
+        // measured again.
+        const auto known = base.lineage.evaluations.find(eval_suite_name(spec.eval_suite()));
+        if (known != base.lineage.evaluations.end() &&
+            known->second.suite_digest() == eval_suite_digest(spec.eval_suite())) {
+          base_report = known->second;
+          log_info("job %s: %s has a report of suite '%s' (job %s): not evaluated again", id.c_str(),
+                   base.ref().c_str(), base_report.suite().c_str(), base_report.job_id().c_str());
+        } else {
+          base_report = evaluate_in_job(id, base, spec.eval_suite(), "base", stopping);
+        }
         update(id, [&](v1::Job& j) { *j.mutable_base_eval_report() = base_report; }, nullptr);
       }
       CheckpointReadOptions read_options;

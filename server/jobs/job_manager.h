@@ -59,6 +59,14 @@ class JobManager {
   v1::Job resume(const std::string& id);
   void remove(const std::string& id);  // finished jobs only; drops their checkpoints
 
+  // Sweeps (sweep.h): every point checked as a submit would, then all its
+  // jobs queued in one transaction. The same non-empty client_request_id
+  // returns the first sweep.
+  v1::Sweep submit_sweep(const v1::SweepSpec& spec, const std::string& client_request_id);
+  v1::Sweep get_sweep(const std::string& id) const;  // with its jobs
+  std::vector<v1::Sweep> list_sweeps() const;        // with their jobs
+  v1::Sweep cancel_sweep(const std::string& id);     // cancels its jobs that have not ended
+
   // Events with seq >= from_seq. When there are none yet and the job is not
   // finished, waits up to `wait` for some. *finished: the job has ended
   // and no event after the returned ones will come.
@@ -80,6 +88,14 @@ class JobManager {
                                  const std::string& phase, const std::function<bool()>& stopping);
   void job_stopped(const std::string& id, bool cancelled);  // cancelled, or left RUNNING for the next start
   void job_failed(const std::string& id, const std::string& why);
+  struct PreparedJob {
+    v1::JobSpec spec;  // with its defaults, its base resolved
+    int64_t total_steps = 0;
+    std::string message;  // of its QUEUED event
+  };
+  // Every check of a refine job's submit, without queuing it.
+  PreparedJob prepare_refine(const v1::JobSpec& spec) const;
+  static v1::Job new_job(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total);
   v1::Job submit_eval(const v1::JobSpec& spec, const std::string& client_request_id);
   v1::Job enqueue(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total,
                   const std::string& message);

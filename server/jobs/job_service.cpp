@@ -78,4 +78,32 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
   });
 }
 
+grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext*, const v1::SubmitSweepRequest* request,
+                                         v1::Sweep* response) {
+  return guarded(metrics_, "SubmitSweep",
+                 [&] { *response = jobs_.submit_sweep(request->spec(), request->client_request_id()); });
+}
+
+grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* request, v1::Sweep* response) {
+  return guarded(metrics_, "GetSweep", [&] {
+    if (request->id().empty()) throw invalid_argument("a sweep id is required");
+    *response = jobs_.get_sweep(request->id());
+  });
+}
+
+grpc::Status JobServiceImpl::ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+                                        v1::ListSweepsResponse* response) {
+  return guarded(metrics_, "ListSweeps", [&] {
+    for (v1::Sweep& s : jobs_.list_sweeps()) *response->add_sweeps() = std::move(s);
+  });
+}
+
+grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext*, const v1::CancelSweepRequest* request,
+                                         v1::Sweep* response) {
+  return guarded(metrics_, "CancelSweep", [&] {
+    if (request->id().empty()) throw invalid_argument("a sweep id is required");
+    *response = jobs_.cancel_sweep(request->id());
+  });
+}
+
 }  // namespace refinery

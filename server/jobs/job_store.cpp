@@ -50,6 +50,17 @@ CREATE TABLE job_checkpoints (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 2: sweeps, each a serialized refinery::v1::Sweep (without its jobs).
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE sweeps (
+  id TEXT PRIMARY KEY NOT NULL,
+  client_request_id TEXT,
+  created_unix_ms INTEGER NOT NULL,
+  sweep BLOB NOT NULL
+);
+CREATE UNIQUE INDEX sweeps_by_client_request_id ON sweeps (client_request_id) WHERE client_request_id IS NOT NULL;
+)sql";
+
 std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
 
 int64_t now_unix_ms() {
@@ -281,8 +292,13 @@ void JobStore::Connection::migrate() {
   check_not_newer(version);
   if (version == 0) {
     exec(kSchemaV1);
-    exec("PRAGMA user_version = 1");
+    version = 1;
   }
+  if (version == 1) {
+    exec(kSchemaV2);
+    version = 2;
+  }
+  exec(("PRAGMA user_version = " + std::to_string(version)).c_str());
   tx.commit();
 }
 
@@ -291,16 +307,24 @@ JobStore::JobStore(const std::string& path) : path_(path), db_(std::make_unique<
 JobStore::~JobStore() = default;
 
 Job JobStore::insert_job(const Job& job, bool* inserted) {
-  if (job.id().empty()) throw invalid_argument("a job needs an id to be stored");
   std::lock_guard<std::mutex> lock(mu_);
   Connection::Transaction tx(*db_);
+  bool added = false;
+  Job stored = insert_job_in_tx(job, &added);
+  if (added) tx.commit();  // else the transaction only read: rolling it back is fine
+  if (inserted) *inserted = added;
+  return stored;
+}
+
+Job JobStore::insert_job_in_tx(const Job& job, bool* inserted) {
+  if (job.id().empty()) throw invalid_argument("a job needs an id to be stored");
   if (!job.client_request_id().empty()) {
     Statement q = db_->prepare("SELECT id, last_seq, job FROM jobs WHERE client_request_id = ?");
     q.bind(1, job.client_request_id());
     if (q.step()) {
       Job existing = db_->read_job(q, 1, 2, q.text(0));
-      if (inserted) *inserted = false;
-      return existing;  // the transaction only read: rolling it back is fine
+      *inserted = false;
+      return existing;
     }
   }
   {
@@ -315,8 +339,7 @@ Job JobStore::insert_job(const Job& job, bool* inserted) {
     q.bind(4, job.created_unix_ms()).bind_blob(5, job_blob(job));
     q.run();
   }
-  tx.commit();
-  if (inserted) *inserted = true;
+  *inserted = true;
   Job stored = job;
   stored.set_last_seq(0);
   return stored;
@@ -378,12 +401,18 @@ void JobStore::update_job(const Job& job) {
 }
 
 JobEvent JobStore::append_event(const std::string& job_id, JobEvent event, const Job* job_update) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Connection::Transaction tx(*db_);
+  JobEvent stored = append_event_in_tx(job_id, std::move(event), job_update);
+  tx.commit();
+  return stored;
+}
+
+JobEvent JobStore::append_event_in_tx(const std::string& job_id, JobEvent event, const Job* job_update) {
   if (job_update && job_update->id() != job_id) {
     throw invalid_argument("an event of job " + in_quotes(job_id) + " came with an update of job " +
                            in_quotes(job_update->id()));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  Connection::Transaction tx(*db_);
   int64_t last_seq = 0;
   {
     Statement q = db_->prepare("SELECT last_seq FROM jobs WHERE id = ?");
@@ -411,7 +440,6 @@ JobEvent JobStore::append_event(const std::string& job_id, JobEvent event, const
     q.bind(1, seq).bind(2, job_id);
     q.run();
   }
-  tx.commit();
   event.set_seq(seq);
   event.set_job_id(job_id);
   return event;
@@ -484,6 +512,62 @@ void JobStore::delete_job(const std::string& id) {
     q.run();
   }
   tx.commit();
+}
+
+v1::Sweep JobStore::insert_sweep(const v1::Sweep& sweep, const std::vector<std::pair<Job, JobEvent>>& jobs,
+                                 bool* inserted) {
+  if (sweep.id().empty()) throw invalid_argument("a sweep needs an id to be stored");
+  std::lock_guard<std::mutex> lock(mu_);
+  Connection::Transaction tx(*db_);
+  if (!sweep.client_request_id().empty()) {
+    Statement q = db_->prepare("SELECT sweep FROM sweeps WHERE client_request_id = ?");
+    q.bind(1, sweep.client_request_id());
+    if (q.step()) {
+      v1::Sweep existing;
+      if (!q.parse(0, &existing)) throw internal_error("jobs database " + path_ + ": a sweep row does not parse");
+      if (inserted) *inserted = false;
+      return existing;
+    }
+  }
+  for (const auto& [job, event] : jobs) {
+    bool added = false;
+    insert_job_in_tx(job, &added);
+    if (!added) throw invalid_argument("job " + in_quotes(job.id()) + " of sweep " + in_quotes(sweep.id()) + " exists");
+    append_event_in_tx(job.id(), event, nullptr);
+  }
+  v1::Sweep stored = sweep;
+  stored.clear_jobs();
+  {
+    Statement q = db_->prepare("INSERT INTO sweeps (id, client_request_id, created_unix_ms, sweep) VALUES (?, ?, ?, ?)");
+    q.bind(1, sweep.id()).bind_text_or_null(2, sweep.client_request_id()).bind(3, sweep.created_unix_ms());
+    q.bind_blob(4, stored.SerializeAsString());
+    q.run();
+  }
+  tx.commit();
+  if (inserted) *inserted = true;
+  return stored;
+}
+
+std::optional<v1::Sweep> JobStore::get_sweep(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement q = db_->prepare("SELECT sweep FROM sweeps WHERE id = ?");
+  q.bind(1, id);
+  if (!q.step()) return std::nullopt;
+  v1::Sweep sweep;
+  if (!q.parse(0, &sweep)) throw internal_error("jobs database " + path_ + ": sweep " + in_quotes(id) + " does not parse");
+  return sweep;
+}
+
+std::vector<v1::Sweep> JobStore::list_sweeps() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::Sweep> out;
+  Statement q = db_->prepare("SELECT id, sweep FROM sweeps ORDER BY created_unix_ms, rowid");
+  while (q.step()) {
+    v1::Sweep sweep;
+    if (!q.parse(1, &sweep)) throw internal_error("jobs database " + path_ + ": sweep " + in_quotes(q.text(0)) + " does not parse");
+    out.push_back(std::move(sweep));
+  }
+  return out;
 }
 
 }  // namespace refinery

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "refinery/v1/job.pb.h"
@@ -38,7 +39,8 @@ struct CheckpointRecord {
 
 class JobStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  // 1: jobs, events, checkpoints. 2: sweeps (a version-1 file is upgraded).
+  static constexpr int kSchemaVersion = 2;
 
   // Creates the file and its schema when missing.
   explicit JobStore(const std::string& path);
@@ -80,10 +82,25 @@ class JobStore {
   // files are the caller's business). NOT_FOUND when missing.
   void delete_job(const std::string& id);
 
+  // Stores a sweep and its jobs, each job with its first event, in one
+  // transaction: all or nothing. When sweep.client_request_id() names a
+  // sweep already stored, returns that one with *inserted=false and stores
+  // nothing. The sweep's `jobs` are not stored.
+  refinery::v1::Sweep insert_sweep(const refinery::v1::Sweep& sweep,
+                                   const std::vector<std::pair<refinery::v1::Job, refinery::v1::JobEvent>>& jobs,
+                                   bool* inserted = nullptr);
+  std::optional<refinery::v1::Sweep> get_sweep(const std::string& id) const;
+  std::vector<refinery::v1::Sweep> list_sweeps() const;  // oldest first
+
   const std::string& path() const { return path_; }
 
  private:
   class Connection;  // keeps sqlite3.h out of this header
+  // The bodies of insert_job and append_event, for a caller that holds mu_
+  // inside a transaction.
+  refinery::v1::Job insert_job_in_tx(const refinery::v1::Job& job, bool* inserted);
+  refinery::v1::JobEvent append_event_in_tx(const std::string& job_id, refinery::v1::JobEvent event,
+                                            const refinery::v1::Job* job_update);
 
   std::string path_;
   mutable std::mutex mu_;

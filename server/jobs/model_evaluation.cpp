@@ -1,6 +1,7 @@
 #include "server/jobs/model_evaluation.h"
 
 #include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
@@ -49,6 +50,16 @@ PreparedEvalSuite prepare_job_eval_suite(const std::string& suite_json) {
 std::string canonical_eval_suite(const std::string& suite_json) {
   return eval_suite_to_json(parse_job_suite(suite_json)).dump();
 }
+
+std::string eval_suite_digest(const std::string& suite_json) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : canonical_eval_suite(suite_json)) h = (h ^ c) * 1099511628211ULL;
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string eval_suite_name(const std::string& suite_json) { return parse_job_suite(suite_json).name; }
 
 v1::EvalTaskResult eval_task_to_proto(const EvalTaskReport& t) {
   v1::EvalTaskResult out;

@@ -21,6 +21,9 @@ struct ModelEntry;
 PreparedEvalSuite prepare_job_eval_suite(const std::string& suite_json);
 // The suite in canonical form (every key spelled out), as jobs store it.
 std::string canonical_eval_suite(const std::string& suite_json);
+// FNV-1a (16 hex digits) of the canonical form: EvalReport.suite_digest.
+std::string eval_suite_digest(const std::string& suite_json);
+std::string eval_suite_name(const std::string& suite_json);
 
 v1::EvalReport eval_report_to_proto(const EvalReport& report, const std::string& model_ref, const std::string& job_id);
 v1::EvalTaskResult eval_task_to_proto(const EvalTaskReport& task);

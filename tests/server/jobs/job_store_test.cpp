@@ -531,6 +531,58 @@ TEST(JobStore, NewerSchemaVersionIsRefused) {
   EXPECT_TRUE(store.list_jobs().empty());
 }
 
+TEST(JobStore, AVersionOneFileIsUpgradedWithItsJobs) {
+  TempDir dir;
+  const std::string path = dir / "jobs.db";
+  {
+    JobStore store(path);
+    store.insert_job(make_job("old"));
+    store.append_event("old", step_event(1));
+  }
+  // What refineryd before sweeps left: no sweeps table, version 1.
+  raw_sql(path, "DROP TABLE sweeps; PRAGMA user_version = 1");
+  JobStore store(path);
+  ASSERT_EQ(store.list_jobs().size(), 1u);
+  EXPECT_EQ(store.events("old", 1).size(), 1u);
+  EXPECT_TRUE(store.list_sweeps().empty());
+  refinery::v1::Sweep sweep;
+  sweep.set_id("sweep-1");
+  sweep.set_created_unix_ms(5);
+  store.insert_sweep(sweep, {});
+  EXPECT_EQ(store.list_sweeps().size(), 1u);
+}
+
+TEST(JobStore, ASweepIsStoredWithAllItsJobsOrNotAtAll) {
+  TempDir dir;
+  JobStore store(dir / "jobs.db");
+  store.insert_job(make_job("taken"));
+  refinery::v1::Sweep sweep;
+  sweep.set_id("sweep-1");
+  sweep.set_client_request_id("req-s");
+  sweep.set_created_unix_ms(5);
+  refinery::v1::JobEvent queued;
+  queued.mutable_state()->set_state(refinery::v1::JOB_STATE_QUEUED);
+  // The second job's id exists: nothing of the sweep is stored.
+  expect_error([&] { store.insert_sweep(sweep, {{make_job("a"), queued}, {make_job("taken"), queued}}); },
+               ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store.list_jobs().size(), 1u);
+  EXPECT_FALSE(store.get_job("a").has_value());
+  EXPECT_TRUE(store.list_sweeps().empty());
+  // Stored: the jobs with their first event, the sweep once per request id.
+  bool inserted = false;
+  store.insert_sweep(sweep, {{make_job("a"), queued}, {make_job("b"), queued}}, &inserted);
+  EXPECT_TRUE(inserted);
+  EXPECT_EQ(store.get_job("a")->last_seq(), 1);
+  EXPECT_EQ(store.events("b", 1).size(), 1u);
+  refinery::v1::Sweep again = sweep;
+  again.set_id("sweep-2");
+  EXPECT_EQ(store.insert_sweep(again, {{make_job("c"), queued}}, &inserted).id(), "sweep-1");
+  EXPECT_FALSE(inserted);
+  EXPECT_FALSE(store.get_job("c").has_value());
+  ASSERT_TRUE(store.get_sweep("sweep-1").has_value());
+  EXPECT_FALSE(store.get_sweep("sweep-2").has_value());
+}
+
 TEST(JobStore, DeleteRemovesEventsAndCheckpoints) {
   TempDir dir;
   JobStore store(dir / "jobs.db");
