@@ -8,7 +8,9 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -351,9 +353,19 @@ int plot_sweep(const ServerConnection& c, const SweepPlotParams& p) {
   };
   std::vector<std::string> written;
   for (const auto& metric : metric_order(present)) {
-    const std::string path = p.output + "/" + (axes.size() == 2 ? "heatmap-" : "line-") + metric + "." + p.format;
     const double scale = is_accuracy(metric) ? 100.0 : 1.0;
     const std::string unit = is_accuracy(metric) ? " (%)" : "";
+    const bool lines = axes.size() == 1 && all_numbers(axes[0].values());
+    const std::string path = p.output + "/" + (lines ? "line-" : "heatmap-") + metric + "." + p.format;
+    // Enough decimals on the cells to tell the values apart.
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (const auto& pt : t["points"]) {
+      if (!pt["metrics"].contains(metric)) continue;
+      const double v = scale * pt["metrics"][metric].get<double>();
+      lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+    int decimals = is_accuracy(metric) ? 1 : 3;
+    if (hi > lo) decimals = std::max(decimals, std::min(6, 1 - static_cast<int>(std::floor(std::log10(hi - lo)))));
     if (axes.size() == 2) {
       HeatmapSpec m;
       m.title = metric_title(metric) + unit + ", sweep " + sweep.spec().name();
@@ -361,7 +373,7 @@ int plot_sweep(const ServerConnection& c, const SweepPlotParams& p) {
       m.x_label = axes[1].field();
       m.x_ticks.assign(axes[1].values().begin(), axes[1].values().end());
       m.y_ticks.assign(axes[0].values().begin(), axes[0].values().end());
-      m.decimals = is_accuracy(metric) ? 1 : 3;
+      m.decimals = decimals;
       for (const auto& row : axes[0].values()) {
         std::vector<double> r;
         for (const auto& col : axes[1].values()) {
@@ -370,7 +382,7 @@ int plot_sweep(const ServerConnection& c, const SweepPlotParams& p) {
         m.values.push_back(r);
       }
       write_heatmap(m, path);
-    } else if (all_numbers(axes[0].values())) {
+    } else if (lines) {
       LineChartSpec chart;
       chart.title = metric_title(metric) + unit + " against " + axes[0].field();
       chart.x_label = axes[0].field();
@@ -394,7 +406,7 @@ int plot_sweep(const ServerConnection& c, const SweepPlotParams& p) {
       m.y_label = "";
       m.x_ticks.assign(axes[0].values().begin(), axes[0].values().end());
       m.y_ticks = {""};
-      m.decimals = is_accuracy(metric) ? 1 : 3;
+      m.decimals = decimals;
       std::vector<double> r;
       for (const auto& v : axes[0].values()) r.push_back(scale * value_at(metric, {{axes[0].field(), v}}));
       m.values.push_back(r);

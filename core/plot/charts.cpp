@@ -185,7 +185,9 @@ void write_heatmap(const HeatmapSpec& m, const std::string& path) {
   pls->scmap1l(true, 4, pos, red, green, blue, nullptr);
   pls->schr(0, 1.1);
   pls->adv(0);
-  pls->vpor(0.14, 0.94, 0.13, 0.9);
+  // Margins of a fixed size in pixels, whatever the height (a one-row map is short).
+  const double bottom = std::min(0.35, 0.13 * 700.0 / m.height), top = std::min(0.25, 0.1 * 700.0 / m.height);
+  pls->vpor(0.14, 0.94, bottom, 1.0 - top);
   pls->wind(0, static_cast<double>(cols), 0, static_cast<double>(rows));
   char text[64];
   for (size_t r = 0; r < rows; ++r) {

@@ -87,6 +87,11 @@ grep -q "<svg" "$WORK/fig1/line-modality_gap.svg" || fail "line-modality_gap.svg
 cli sweep plot "$SWEEP1" --output "$WORK/fig1png" > /dev/null
 [[ $(png_size "$WORK/fig1png/line-modality_gap.png") == 900x600 ]] || fail "line chart size"
 ok "one-axis sweep: lines of each metric against alpha (SVG and PNG)"
+cli sweep submit "${COMMON[@]}" --grid method=hycd,clip-refine --watch > "$WORK/sweepm.txt" || fail "method sweep"
+SWEEPM=$(grep -o 'sweep sweep-[0-9a-f]*' "$WORK/sweepm.txt" | head -1 | cut -d' ' -f2)
+cli sweep plot "$SWEEPM" --output "$WORK/figm" > /dev/null || fail "method plot"
+[[ $(png_size "$WORK/figm/heatmap-modality_gap.png") == 900x360 ]] || fail "a categorical axis gets a one-row heatmap"
+ok "a sweep over methods: a one-row heatmap per metric"
 
 # --- jobs plot -------------------------------------------------------------------------
 JOBS=($(python3 -c 'import json,sys; print(" ".join(p["job_id"] for p in json.load(open(sys.argv[1]))["points"]))' "$WORK/sweep.json"))
