@@ -139,9 +139,15 @@ endfunction()
 
 # A GoogleTest program, its tests discovered at test time (a fresh build
 # does not run it).
+# TEST_PROPERTIES are set on each of its tests, e.g. `PROCESSORS 2` for a
+# test that keeps both cores busy for minutes: `ctest --parallel 2` then runs
+# it alone instead of beside another heavy test, where both slow down more
+# than twofold.
 function(refinery_test target)
-  refinery_program(${target} ${ARGN})
+  cmake_parse_arguments(T "" "" "TEST_PROPERTIES" ${ARGN})
+  refinery_program(${target} ${T_UNPARSED_ARGUMENTS})
   target_link_libraries(${target} PRIVATE GTest::gtest GTest::gtest_main)
   set_property(GLOBAL APPEND PROPERTY REFINERY_LAYERING_${target}_LINKS GTest::gtest)
-  gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2")
+  gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST
+    PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2" ${T_TEST_PROPERTIES})
 endfunction()
