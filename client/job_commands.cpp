@@ -37,6 +37,7 @@ struct SubmitParams {
   std::string file, request_id, eval_suite_file;
   std::map<std::string, std::string> flags;  // JobSpec field -> value, for the flags given
   std::vector<std::string> extra;            // KEY=VALUE
+  std::vector<int32_t> eval_at_epochs;
   bool watch = false;
   double reconnect_timeout_s = kDefaultReconnectTimeoutS;
 };
@@ -208,6 +209,10 @@ v1::JobSpec build_spec(const SubmitParams& p) {
     (*spec.mutable_extra())[arg.substr(0, eq)] = arg.substr(eq + 1);
   }
   if (!p.eval_suite_file.empty()) spec.set_eval_suite(read_json_file(p.eval_suite_file).dump());
+  if (!p.eval_at_epochs.empty()) {
+    spec.clear_eval_at_epochs();
+    for (int32_t e : p.eval_at_epochs) spec.add_eval_at_epochs(e);
+  }
   if (spec.base_model().empty() && spec.init() != "random") {
     throw UsageError("jobs submit: give --base MODEL (or \"base_model\" in --file), or --init random --arch ARCH");
   }
@@ -347,6 +352,15 @@ void print_job(const v1::Job& job) {
     std::cout << "  evaluation of the base, before refining:\n";
     print_eval_report(job.base_eval_report(), "    ");
   }
+  for (const auto& r : job.epoch_results()) {
+    std::cout << "  epoch " << r.epoch() << " (step " << r.step() << "): model " << r.model() << '\n';
+    if (r.has_eval_report() && job.has_base_eval_report()) {
+      print_eval_comparison(job.base_eval_report(), r.eval_report(), "base " + job.base_eval_report().model(),
+                            "epoch " + std::to_string(r.epoch()) + " " + r.model(), "  ");
+    } else if (r.has_eval_report()) {
+      print_eval_report(r.eval_report(), "    ");
+    }
+  }
 }
 
 int show_job(const ServerConnection& c, const std::string& id) {
@@ -454,6 +468,11 @@ void add_submit_command(CLI::App* jobs, Command& command) {
   submit->add_option("--eval-suite", p->eval_suite_file,
                      "Evaluation suite (JSON file, as for `refinery-model eval --suite`; data paths on the server's "
                      "disk) run on the base before the first step and on the result at the end");
+  submit->add_option("--eval-at-epochs", p->eval_at_epochs,
+                     "E1,E2,...: also take the model at the end of these epochs (registered as NAME-epoch-E) "
+                     "and, with --eval-suite, evaluate it")
+      ->delimiter(',')
+      ->type_name("EPOCHS");
   submit->add_option("--request-id", p->request_id,
                      "Idempotency key: submitting the same id again returns the first job (default: random)");
   submit->add_flag("--watch", p->watch, "Then follow its progress until it ends, as `jobs watch` does");

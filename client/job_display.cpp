@@ -182,7 +182,11 @@ void JobProgress::show(const v1::JobEvent& event) {
                  event.checkpoint().path());
       break;
     case v1::JobEvent::kResult:
-      print_line(when + "result: model " + event.result().model());
+      if (event.result().epoch() > 0) {
+        print_line(when + "epoch " + std::to_string(event.result().epoch()) + " ended: model " + event.result().model());
+      } else {
+        print_line(when + "result: model " + event.result().model());
+      }
       break;
     case v1::JobEvent::EVENT_NOT_SET:
       // An event kind newer than this client: say so rather than drop it.

@@ -149,6 +149,17 @@ ordered_json sweep_table_json(const v1::Sweep& sweep) {
     row["state"] = job ? job_state_name(job->state()) : "DELETED";
     row["model"] = job ? job->result_model() : "";
     row["metrics"] = job ? ordered_json(point_metrics(*job)) : ordered_json::object();
+    if (p.epoch() > 0) {  // the model the job took at the end of this epoch
+      row["epoch"] = p.epoch();
+      row["model"] = "";
+      row["metrics"] = ordered_json::object();
+      for (int i = 0; job != nullptr && i < job->epoch_results_size(); ++i) {
+        const v1::EpochResult& r = job->epoch_results(i);
+        if (r.epoch() != p.epoch()) continue;
+        row["model"] = r.model();
+        if (r.has_eval_report()) row["metrics"] = report_metrics(r.eval_report());
+      }
+    }
     points.push_back(row);
   }
   out["points"] = points;
@@ -204,10 +215,20 @@ void output_sweep(const ServerConnection& c, const v1::Sweep& sweep) {
 int watch_sweep(const ServerConnection& c, const std::string& id, double reconnect_timeout_s) {
   const v1::Sweep sweep = get_sweep(c, id);
   std::vector<std::string> failed;
+  std::set<std::string> followed;  // the points of an epochs sweep share a job
   for (const auto& p : sweep.points()) {
+    if (!followed.insert(p.job_id()).second) continue;
     if (!c.options().json) {
-      std::string where;
-      for (const auto& a : sweep.spec().axes()) where += (where.empty() ? "" : ", ") + a.field() + "=" + p.values().at(a.field());
+      std::string where, on_the_way;
+      for (const auto& q : sweep.points()) {
+        if (q.job_id() != p.job_id()) continue;
+        if (q.epoch() > 0) {
+          on_the_way += (on_the_way.empty() ? "" : ", ") + std::to_string(q.epoch());
+          continue;
+        }
+        for (const auto& a : sweep.spec().axes()) where += (where.empty() ? "" : ", ") + a.field() + "=" + q.values().at(a.field());
+      }
+      if (!on_the_way.empty()) where += " (and epochs " + on_the_way + " on the way)";
       std::cout << "== " << where << ": job " << p.job_id() << std::endl;
     }
     JobProgress progress(c.options().json ? JobProgress::Style::kQuiet : JobProgress::style_for(false));
@@ -261,8 +282,8 @@ int submit_sweep(const ServerConnection& c, const SweepSubmitParams& p) {
     print_json(sweep_table_json(sweep));
     std::cout.flush();
   } else {
-    std::cout << "sweep " << sweep.id() << " (" << sweep.spec().name() << "): " << sweep.points_size()
-              << " jobs queued" << std::endl;
+    std::cout << "sweep " << sweep.id() << " (" << sweep.spec().name() << "): " << sweep.points_size() << " points, "
+              << sweep.jobs_size() << (sweep.jobs_size() == 1 ? " job" : " jobs") << " queued" << std::endl;
   }
   return p.watch ? watch_sweep(c, sweep.id(), p.reconnect_timeout_s) : 0;
 }

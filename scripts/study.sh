@@ -6,7 +6,8 @@
 #   2. pre-trains a tiny CLIP from scratch on it (the CLIP loss);
 #   3. post-pre-trains it with every method (a sweep over `method`), a
 #      lambda_rafa x lambda_hycd grid (5 x 5), an alpha sweep (0.1 ... 1.0)
-#      and an epochs sweep (1, 3, 5, 7, 9), every model evaluated on the suite;
+#      and an epochs sweep (1, 3, 5, 7, 9: one run, the models taken at the
+#      end of those epochs), every model evaluated on the suite;
 #   4. writes OUT/report.md: the analog of the seed's Table I (methods x
 #      shifted test sets), the main table (mean zero-shot top-1, R@1 both
 #      ways, modality gap), the sweeps' figures, the methods' training
@@ -75,7 +76,7 @@ sweep() {  # NAME, then sweep submit arguments
   cli --json sweep show "$id" > "$OUT/sweep-$name.json"
   cli sweep plot "$id" --output "$OUT/figures/$name" > /dev/null
   mkdir -p "$OUT/jobs"
-  for job in $(python3 -c 'import json,sys; print(" ".join(p["job_id"] for p in json.load(open(sys.argv[1]))["points"]))' "$OUT/sweep-$name.json"); do
+  for job in $(python3 -c 'import json,sys; print(" ".join(dict.fromkeys(p["job_id"] for p in json.load(open(sys.argv[1]))["points"])))' "$OUT/sweep-$name.json"); do
     cli --json jobs show "$job" > "$OUT/jobs/$job.json"
   done
   echo "$id"

@@ -326,6 +326,14 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
     if (callbacks.on_step) callbacks.on_step(report);
 
     const int64_t done = step + 1;
+    if (callbacks.on_epoch_end && done % steps_per_epoch() == 0 && done < total_steps_) {
+      callbacks.on_epoch_end(static_cast<int32_t>(done / steps_per_epoch()), done);
+      if (stop_requested()) {
+        loader.stop();
+        checkpoint(done, callbacks);
+        return TrainOutcome::kStopped;
+      }
+    }
     if (options_.checkpoint_every > 0 && done % options_.checkpoint_every == 0 && done < total_steps_) {
       checkpoint(done, callbacks);
     }

@@ -42,6 +42,11 @@ struct TrainerCallbacks {
   std::function<void(int64_t step, const std::map<std::string, double>& metrics)> on_eval;
   std::function<void(const TrainingCheckpointInfo& written, const std::vector<TrainingCheckpointInfo>& removed)>
       on_checkpoint;
+  // After the last step of every epoch but the run's last (`epoch` from 1,
+  // `step` = the steps done): the weights are what a run of `epoch` epochs
+  // ends with. Called before that step's periodic checkpoint, so a run that
+  // crashes inside it redoes the epoch's end and calls it again.
+  std::function<void(int32_t epoch, int64_t step)> on_epoch_end;
   std::function<void(const std::string& message)> on_log;
   // Polled before every step and between evaluation chunks: true stops the
   // run after writing a checkpoint of where it is.

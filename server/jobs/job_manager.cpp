@@ -194,7 +194,7 @@ v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& clien
   return enqueue(prepared.spec, client_request_id, prepared.total_steps, prepared.message);
 }
 
-JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec) const {
+JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec, const std::string& name_suffix) const {
   if (!raw_spec.model().empty()) {
     throw invalid_argument("model names what an eval job evaluates; a refine job starts from base_model (--base)");
   }
@@ -211,6 +211,7 @@ JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec) 
     spec.set_base_model(base.ref());
     if (spec.name().empty()) spec.set_name(derived_model_name(base.name, spec.method()));
   }
+  spec.set_name(spec.name() + name_suffix);
   ModelRegistry::validate_name(spec.name());
   const CaptionDataset data = load_caption_dataset(spec.data());
   const RefineOptions options = refine_options_from_spec(spec);
@@ -230,6 +231,23 @@ JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec) 
   const int64_t steps_per_epoch = static_cast<int64_t>(split.train.size()) / options.batch_size;
   int64_t total = steps_per_epoch * options.epochs;
   if (options.max_steps > 0) total = std::min(total, options.max_steps);
+  if (!spec.eval_at_epochs().empty()) {
+    std::vector<int32_t> at(spec.eval_at_epochs().begin(), spec.eval_at_epochs().end());
+    std::sort(at.begin(), at.end());
+    std::string list;
+    for (size_t i = 0; i < at.size(); ++i) {
+      if (i > 0 && at[i] == at[i - 1]) throw invalid_argument("eval_at_epochs lists epoch " + std::to_string(at[i]) + " twice");
+      if (at[i] < 1 || at[i] * steps_per_epoch >= total) {
+        throw invalid_argument("eval_at_epochs: epoch " + std::to_string(at[i]) + " does not end before the run's last step (" +
+                               std::to_string(total) + " steps, " + std::to_string(steps_per_epoch) + " per epoch)");
+      }
+      ModelRegistry::validate_name(epoch_model_name(spec.name(), at[i]));
+      list += (list.empty() ? "" : ", ") + std::to_string(at[i]);
+    }
+    spec.clear_eval_at_epochs();
+    for (int32_t e : at) spec.add_eval_at_epochs(e);
+    suite_note += "; models taken at the end of epoch" + std::string(at.size() > 1 ? "s " : " ") + list;
+  }
   PreparedJob out;
   out.spec = spec;
   out.total_steps = total;
@@ -239,8 +257,9 @@ JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec) 
 }
 
 v1::Job JobManager::submit_eval(const v1::JobSpec& raw_spec, const std::string& client_request_id) {
-  if (!raw_spec.base_model().empty() || !raw_spec.data().empty()) {
-    throw invalid_argument("an eval job takes model and eval_suite; base_model and data belong to refine jobs");
+  if (!raw_spec.base_model().empty() || !raw_spec.data().empty() || !raw_spec.eval_at_epochs().empty()) {
+    throw invalid_argument(
+        "an eval job takes model and eval_suite; base_model and data (and eval_at_epochs) belong to refine jobs");
   }
   const ModelEntry model = models_.resolve(raw_spec.model());
   const PreparedEvalSuite suite = prepare_job_eval_suite(raw_spec.eval_suite());
@@ -309,9 +328,18 @@ v1::Sweep JobManager::submit_sweep(const v1::SweepSpec& spec, const std::string&
   }
   if (spec.job().kind() == v1::JOB_KIND_EVAL) throw invalid_argument("a sweep runs refine jobs, not eval jobs");
   const std::vector<SweepGridPoint> points = expand_sweep(spec);
+  const bool cpu = !resolve_device(options_.device).is_cuda();
+  const std::vector<SweepGridJob> planned = plan_sweep_jobs(points, [&](const v1::JobSpec& point_spec) {
+    try {  // a bad spec is refused below, naming its point
+      const v1::JobSpec s = with_defaults(point_spec, options_.default_checkpoint_every, cpu);
+      return s.schedule() == "constant" && s.max_steps() == 0;
+    } catch (const Error&) {
+      return false;
+    }
+  });
   const size_t queued = store_->list_jobs({v1::JOB_STATE_QUEUED}).size();
-  if (queued + points.size() > static_cast<size_t>(options_.max_queued_jobs)) {
-    throw resource_exhausted("the sweep's " + std::to_string(points.size()) + " jobs and the " + std::to_string(queued) +
+  if (queued + planned.size() > static_cast<size_t>(options_.max_queued_jobs)) {
+    throw resource_exhausted("the sweep's " + std::to_string(planned.size()) + " jobs and the " + std::to_string(queued) +
                              " queued already exceed --max-queued-jobs " + std::to_string(options_.max_queued_jobs));
   }
   v1::Sweep sweep;
@@ -324,30 +352,43 @@ v1::Sweep JobManager::submit_sweep(const v1::SweepSpec& spec, const std::string&
   }
   sweep.set_created_unix_ms(now_ms());
   sweep.set_client_request_id(client_request_id);
+  std::vector<v1::SweepPoint> sweep_points(points.size());
   std::vector<std::pair<v1::Job, v1::JobEvent>> jobs;
   std::set<std::string> names;
-  for (const SweepGridPoint& point : points) {
-    const std::string where = describe_sweep_point(point.values, spec);
+  for (const SweepGridJob& planned_job : planned) {
+    std::string where, on_the_way;
+    for (const auto& [index, epoch] : planned_job.points) {
+      if (epoch == 0) {
+        where = describe_sweep_point(points[index].values, spec);
+      } else {
+        on_the_way += (on_the_way.empty() ? "" : ", ") + std::to_string(epoch);
+      }
+    }
+    if (!on_the_way.empty()) where += " (and epochs " + on_the_way + " on the way)";
     PreparedJob prepared;
     try {
-      prepared = prepare_refine(point.spec);
-      prepared.spec.set_name(prepared.spec.name() + point.name_suffix);
-      ModelRegistry::validate_name(prepared.spec.name());
+      prepared = prepare_refine(planned_job.spec, planned_job.name_suffix);
     } catch (const Error& e) {
       throw Error(e.code(), "sweep point " + where + ": " + e.what());
     }
-    if (!names.insert(prepared.spec.name()).second) {
-      throw invalid_argument("sweep points give two models the name " + prepared.spec.name());
+    std::vector<std::string> models = {prepared.spec.name()};
+    for (int32_t e : prepared.spec.eval_at_epochs()) models.push_back(epoch_model_name(prepared.spec.name(), e));
+    for (const auto& m : models) {
+      if (!names.insert(m).second) throw invalid_argument("sweep points give two models the name " + m);
     }
     v1::Job job = new_job(prepared.spec, "", prepared.total_steps);
     v1::JobEvent event;
     event.mutable_state()->set_state(v1::JOB_STATE_QUEUED);
     event.mutable_state()->set_message(prepared.message + "; sweep " + sweep.id() + " at " + where);
-    v1::SweepPoint* p = sweep.add_points();
-    for (const auto& [k, v] : point.values) (*p->mutable_values())[k] = v;
-    p->set_job_id(job.id());
+    for (const auto& [index, epoch] : planned_job.points) {
+      v1::SweepPoint& p = sweep_points[index];
+      for (const auto& [k, v] : points[index].values) (*p.mutable_values())[k] = v;
+      p.set_job_id(job.id());
+      p.set_epoch(epoch);
+    }
     jobs.emplace_back(std::move(job), std::move(event));
   }
+  for (auto& p : sweep_points) *sweep.add_points() = std::move(p);
   bool inserted = false;
   v1::Sweep stored;
   {
@@ -366,7 +407,9 @@ v1::Sweep JobManager::submit_sweep(const v1::SweepSpec& spec, const std::string&
 v1::Sweep JobManager::get_sweep(const std::string& id) const {
   std::optional<v1::Sweep> sweep = store_->get_sweep(id);
   if (!sweep) throw not_found("no sweep " + id);
+  std::set<std::string> seen;  // points of an epochs sweep share a job
   for (const auto& p : sweep->points()) {
+    if (!seen.insert(p.job_id()).second) continue;
     if (auto job = store_->get_job(p.job_id())) *sweep->add_jobs() = *job;
   }
   return *sweep;
@@ -611,6 +654,41 @@ void JobManager::run_eval_job(const v1::Job& job, const std::function<bool()>& s
   log_info("job %s succeeded: suite '%s' on %s", id.c_str(), report.suite().c_str(), model.ref().c_str());
 }
 
+std::string JobManager::register_trained(const v1::Job& job, RefineTrainer& trainer, const std::string& name,
+                                         const std::string& file, int32_t epochs,
+                                         const std::map<std::string, double>& metrics,
+                                         const v1::EvalReport& base_report) {
+  const v1::JobSpec& spec = job.spec();
+  const bool from_scratch = spec.init() == "random";
+  // Written atomically, then registered with its lineage.
+  const std::string models_dir = options_.data_dir + "/models";
+  fs::create_directories(models_dir);
+  const std::string path = models_dir + "/" + file + ".safetensors";
+  Lineage lineage;
+  lineage.base_model = from_scratch ? "random:" + spec.arch() : spec.base_model();
+  lineage.job_id = job.id();
+  lineage.data = spec.data();
+  lineage.method = spec.method();
+  RefineOptions options = refine_options_from_spec(spec);
+  options.epochs = epochs;
+  lineage.hyperparameters = options.to_map();
+  if (from_scratch) {
+    lineage.hyperparameters["init"] = "random";
+    lineage.hyperparameters["arch"] = spec.arch();
+  }
+  lineage.metrics = metrics;
+  if (!spec.eval_suite().empty() && !from_scratch) lineage.base_evaluations[base_report.suite()] = base_report;
+  for (auto& [suite, r] : lineage.base_evaluations) {
+    for (auto& t : *r.mutable_tasks()) t.clear_details_json();
+  }
+  CheckpointWriteOptions write_options;
+  write_options.metadata["refinery.job"] = job.id();
+  write_options.metadata["refinery.base_model"] = lineage.base_model;
+  write_options.metadata["refinery.method"] = spec.method();
+  CheckpointWriter::write_safetensors(trainer.student(), path, write_options);
+  return models_.import(path, name, "", /*make_default=*/false, lineage).ref();
+}
+
 void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>& stopping) {
   const std::string& id = job.id();
   const v1::JobSpec& spec = job.spec();
@@ -706,34 +784,56 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
       update(id, [](v1::Job&) {}, &event);
     };
 
+    // Models taken at the end of listed epochs. One registered by an earlier
+    // attempt that stopped before its evaluation ended is evaluated first;
+    // one whose epoch comes again (a crash before the next checkpoint) is
+    // the same weights and is not registered twice.
+    const std::set<int32_t> take(spec.eval_at_epochs().begin(), spec.eval_at_epochs().end());
+    auto evaluate_epoch_model = [&](int32_t epoch, const std::string& ref) {
+      if (!evaluates) return;
+      try {
+        const v1::EvalReport report =
+            evaluate_in_job(id, models_.resolve(ref), spec.eval_suite(), "epoch " + std::to_string(epoch), stopping);
+        update(id, [&](v1::Job& j) {
+          for (auto& r : *j.mutable_epoch_results()) {
+            if (r.epoch() == epoch) *r.mutable_eval_report() = report;
+          }
+        }, nullptr);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kCancelled || !stopping()) throw;  // stopped: the trainer checkpoints
+      }
+    };
+    const v1::Job so_far = get(id);
+    for (const auto& r : so_far.epoch_results()) {
+      if (!r.has_eval_report()) evaluate_epoch_model(r.epoch(), r.model());
+      if (stopping()) throw Error(ErrorCode::kCancelled, "training stopped");
+    }
+    cb.on_epoch_end = [&](int32_t epoch, int64_t step) {
+      if (!take.count(epoch)) return;
+      const v1::Job now = get(id);
+      for (const auto& r : now.epoch_results()) {
+        if (r.epoch() != epoch) continue;
+        if (!r.has_eval_report()) evaluate_epoch_model(epoch, r.model());
+        return;
+      }
+      const std::string ref = register_trained(job, trainer, epoch_model_name(spec.name(), epoch),
+                                               id + "-epoch-" + std::to_string(epoch), epoch, {}, base_report);
+      v1::JobEvent event;
+      event.mutable_result()->set_model(ref);
+      event.mutable_result()->set_epoch(epoch);
+      update(id, [&](v1::Job& j) {
+        v1::EpochResult* r = j.add_epoch_results();
+        r->set_epoch(epoch);
+        r->set_step(step);
+        r->set_model(ref);
+      }, &event);
+      log_info("job %s: model %s taken at the end of epoch %d", id.c_str(), ref.c_str(), epoch);
+      evaluate_epoch_model(epoch, ref);
+    };
+
     if (trainer.run(cb) == TrainOutcome::kStopped) throw Error(ErrorCode::kCancelled, "training stopped");
 
-    // The refined model: written atomically, then registered with its lineage.
-    const std::string models_dir = options_.data_dir + "/models";
-    fs::create_directories(models_dir);
-    const std::string path = models_dir + "/" + id + ".safetensors";
-    Lineage lineage;
-    lineage.base_model = from_scratch ? "random:" + spec.arch() : spec.base_model();
-    lineage.job_id = id;
-    lineage.data = spec.data();
-    lineage.method = spec.method();
-    lineage.hyperparameters = options.to_map();
-    if (from_scratch) {
-      lineage.hyperparameters["init"] = "random";
-      lineage.hyperparameters["arch"] = spec.arch();
-    }
-    lineage.metrics = trainer.last_metrics();
-    if (evaluates && !from_scratch) lineage.base_evaluations[base_report.suite()] = base_report;
-    for (auto& [suite, r] : lineage.base_evaluations) {
-      for (auto& t : *r.mutable_tasks()) t.clear_details_json();
-    }
-    CheckpointWriteOptions write_options;
-    write_options.metadata["refinery.job"] = id;
-    write_options.metadata["refinery.base_model"] = lineage.base_model;
-    write_options.metadata["refinery.method"] = spec.method();
-    CheckpointWriter::write_safetensors(trainer.student(), path, write_options);
-    const ModelEntry entry = models_.import(path, spec.name(), "", /*make_default=*/false, lineage);
-    result_ref = entry.ref();
+    result_ref = register_trained(job, trainer, spec.name(), id, spec.epochs(), trainer.last_metrics(), base_report);
     v1::JobEvent result;
     result.mutable_result()->set_model(result_ref);
     update(id, [&](v1::Job& j) { j.set_result_model(result_ref); }, &result);

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +27,7 @@ class JobMetrics;
 class JobStore;
 class ModelEvaluator;
 class ModelRegistry;
+class RefineTrainer;
 struct ModelEntry;
 
 struct JobManagerOptions {
@@ -86,6 +88,11 @@ class JobManager {
   // events, and keeps the report in the model's lineage.
   v1::EvalReport evaluate_in_job(const std::string& id, const ModelEntry& model, const std::string& suite_json,
                                  const std::string& phase, const std::function<bool()>& stopping);
+  // Writes the trainer's weights to data_dir/models/FILE.safetensors and
+  // registers them as `name`, with the job's lineage after `epochs` epochs.
+  std::string register_trained(const v1::Job& job, RefineTrainer& trainer, const std::string& name,
+                               const std::string& file, int32_t epochs, const std::map<std::string, double>& metrics,
+                               const v1::EvalReport& base_report);
   void job_stopped(const std::string& id, bool cancelled);  // cancelled, or left RUNNING for the next start
   void job_failed(const std::string& id, const std::string& why);
   struct PreparedJob {
@@ -93,8 +100,9 @@ class JobManager {
     int64_t total_steps = 0;
     std::string message;  // of its QUEUED event
   };
-  // Every check of a refine job's submit, without queuing it.
-  PreparedJob prepare_refine(const v1::JobSpec& spec) const;
+  // Every check of a refine job's submit, without queuing it; the model's
+  // name (given or derived) gets `name_suffix` (a sweep point's).
+  PreparedJob prepare_refine(const v1::JobSpec& spec, const std::string& name_suffix = "") const;
   static v1::Job new_job(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total);
   v1::Job submit_eval(const v1::JobSpec& spec, const std::string& client_request_id);
   v1::Job enqueue(const v1::JobSpec& spec, const std::string& client_request_id, int64_t total,

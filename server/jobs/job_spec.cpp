@@ -113,4 +113,8 @@ std::string derived_model_name(const std::string& base_name, const std::string& 
   return base_name + (method == "clip-refine" ? "-refined" : "-" + method);
 }
 
+std::string epoch_model_name(const std::string& name, int32_t epoch) {
+  return name + "-epoch-" + std::to_string(epoch);
+}
+
 }  // namespace refinery

@@ -16,4 +16,8 @@ RefineOptions refine_options_from_spec(const v1::JobSpec& spec);
 // "vit-b-32" + clip-refine -> "vit-b-32-refined"; other methods append their name.
 std::string derived_model_name(const std::string& base_name, const std::string& method);
 
+// The model a refine job takes at the end of epoch E (JobSpec.eval_at_epochs):
+// "NAME-epoch-E".
+std::string epoch_model_name(const std::string& name, int32_t epoch);
+
 }  // namespace refinery

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -86,6 +87,7 @@ std::vector<SweepGridPoint> expand_sweep(const v1::SweepSpec& spec) {
       point.values[axis.field()] = value;
       point.spec.MergeFrom(parsed[static_cast<size_t>(a)][static_cast<size_t>(index[static_cast<size_t>(a)])]);
       point.name_suffix += "-" + axis.field() + "-" + name_safe(value);
+      if (axis.field() != "epochs") point.name_suffix_but_epochs += "-" + axis.field() + "-" + name_safe(value);
     }
     out.push_back(std::move(point));
     for (int a = spec.axes_size() - 1; a >= 0; --a) {  // the last axis varies fastest
@@ -94,6 +96,41 @@ std::vector<SweepGridPoint> expand_sweep(const v1::SweepSpec& spec) {
     }
   }
   return out;
+}
+
+std::vector<SweepGridJob> plan_sweep_jobs(const std::vector<SweepGridPoint>& points,
+                                          const std::function<bool(const v1::JobSpec&)>& one_run_for_epochs) {
+  std::vector<SweepGridJob> jobs;
+  std::map<std::map<std::string, std::string>, size_t> job_of_rest;  // values but epochs -> job
+  for (size_t i = 0; i < points.size(); ++i) {
+    const SweepGridPoint& p = points[i];
+    if (!p.values.count("epochs") || !one_run_for_epochs(p.spec)) {
+      jobs.push_back({p.spec, p.name_suffix, {{i, 0}}});
+      continue;
+    }
+    std::map<std::string, std::string> rest = p.values;
+    rest.erase("epochs");
+    auto [it, fresh] = job_of_rest.emplace(rest, jobs.size());
+    if (fresh) jobs.push_back({p.spec, p.name_suffix_but_epochs, {}});
+    SweepGridJob& job = jobs[it->second];
+    job.points.emplace_back(i, p.spec.epochs());
+    if (p.spec.epochs() > job.spec.epochs()) job.spec = p.spec;
+  }
+  for (SweepGridJob& job : jobs) {
+    if (job.points.size() == 1 && job.points[0].second == 0) continue;
+    job.spec.clear_eval_at_epochs();
+    std::vector<int32_t> at;
+    for (auto& [index, epoch] : job.points) {
+      if (epoch == job.spec.epochs()) {
+        epoch = 0;  // the job's result
+      } else {
+        at.push_back(epoch);
+      }
+    }
+    std::sort(at.begin(), at.end());
+    for (int32_t e : at) job.spec.add_eval_at_epochs(e);
+  }
+  return jobs;
 }
 
 std::string describe_sweep_point(const std::map<std::string, std::string>& values, const v1::SweepSpec& spec) {

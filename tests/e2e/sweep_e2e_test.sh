@@ -4,6 +4,7 @@
 # CLIP fixture, each point evaluated on a suite, driven by the refinery
 # client; the result tables and figures are written and are PNGs of the
 # stated size; `jobs plot` draws one job's curves and several jobs' together;
+# an epochs sweep runs one job and takes the smaller counts on the way;
 # a bad grid is refused naming the axis.
 # Usage: sweep_e2e_test.sh REFINERYD REFINERY FIXTURE_DIR
 set -euo pipefail
@@ -92,6 +93,34 @@ SWEEPM=$(grep -o 'sweep sweep-[0-9a-f]*' "$WORK/sweepm.txt" | head -1 | cut -d' 
 cli sweep plot "$SWEEPM" --output "$WORK/figm" > /dev/null || fail "method plot"
 [[ $(png_size "$WORK/figm/heatmap-modality_gap.png") == 900x360 ]] || fail "a categorical axis gets a one-row heatmap"
 ok "a sweep over methods: a one-row heatmap per metric"
+
+# --- an epochs sweep: one run, the smaller counts taken on the way -------------------
+EPOCHS_COMMON=(--base tiny --data "$DATA" --set batch_size=2 --set val_fraction=0.25 --set lr=1e-4
+  --eval-suite "$WORK/suite.json")
+cli sweep submit "${EPOCHS_COMMON[@]}" --grid epochs=1,2,3 --name ep --model-name ep --watch > "$WORK/sweepe.txt" \
+  || fail "epochs sweep: $(tail "$WORK/sweepe.txt")"
+[[ $(grep -c "^== " "$WORK/sweepe.txt") == 1 ]] || fail "an epochs sweep follows one job: $(grep '^== ' "$WORK/sweepe.txt")"
+grep -q "^== epochs=3 (and epochs 1, 2 on the way)" "$WORK/sweepe.txt" || fail "epochs header: $(grep '^== ' "$WORK/sweepe.txt")"
+grep -q "epoch 1 ended: model ep-epoch-1@1" "$WORK/sweepe.txt" || fail "no epoch-end event: $(head -20 "$WORK/sweepe.txt")"
+SWEEPE=$(grep -o 'sweep sweep-[0-9a-f]*' "$WORK/sweepe.txt" | head -1 | cut -d' ' -f2)
+cli --json sweep show "$SWEEPE" > "$WORK/sweepe.json"
+python3 - "$WORK/sweepe.json" <<'PY' || fail "epochs sweep show --json: $(cat "$WORK/sweepe.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))
+pts = t["points"]
+assert len({p["job_id"] for p in pts}) == 1, pts
+assert [p["model"] for p in pts] == ["ep-epoch-1@1", "ep-epoch-2@1", "ep@1"], [p["model"] for p in pts]
+assert [p.get("epoch", 0) for p in pts] == [1, 2, 0]
+for p in pts:
+    assert "modality_gap" in p["metrics"], p
+assert len({p["metrics"]["modality_gap"] for p in pts}) == 3, "three different models"
+PY
+EJOB=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["job_id"])' "$WORK/sweepe.json")
+cli jobs show "$EJOB" > "$WORK/ejob.txt"
+grep -q "epoch 2 (step 6): model ep-epoch-2@1" "$WORK/ejob.txt" || fail "jobs show lists epoch models: $(cat "$WORK/ejob.txt")"
+cli sweep plot "$SWEEPE" --output "$WORK/fige" > /dev/null || fail "epochs plot"
+[[ $(png_size "$WORK/fige/line-modality_gap.png") == 900x600 ]] || fail "epochs line chart"
+ok "epochs sweep $SWEEPE: one job, models at epochs 1 and 2 and its result, each evaluated, plotted"
 
 # --- jobs plot -------------------------------------------------------------------------
 JOBS=($(python3 -c 'import json,sys; print(" ".join(p["job_id"] for p in json.load(open(sys.argv[1]))["points"]))' "$WORK/sweep.json"))

@@ -131,6 +131,39 @@ TEST(RefineTrainerTest, EveryMethodTrainsWithFiniteLosses) {
   }
 }
 
+// on_epoch_end comes after the last step of each epoch but the run's last,
+// with the weights of that step, and a stop asked for inside it checkpoints
+// right there.
+TEST(RefineTrainerTest, EpochEndsAreReportedAfterTheirLastStep) {
+  TempDir dir;
+  const std::string spec = testing::make_coco_caption_set(dir / "data", {6, 1, 0});
+  RefineOptions o;
+  o.batch_size = 2;
+  o.val_fraction = 0;
+  o.epochs = 3;  // 3 steps each
+  o.lr = 1e-4;
+  o.checkpoint_every = 1000;
+  std::vector<std::pair<int32_t, int64_t>> ends;
+  int64_t last_step = 0;
+  bool stop = false;
+  TrainerCallbacks cb;
+  cb.on_step = [&](const StepReport& r) { last_step = r.step; };
+  cb.on_epoch_end = [&](int32_t epoch, int64_t step) {
+    EXPECT_EQ(step, last_step);  // right after that step
+    ends.emplace_back(epoch, step);
+    stop = epoch == 1;
+  };
+  cb.should_stop = [&] { return stop; };
+  auto t = make_trainer(spec, o, dir / "run");
+  ASSERT_EQ(t->run(cb), TrainOutcome::kStopped);
+  ASSERT_TRUE(TrainingCheckpoint::latest(dir / "run").has_value());
+  EXPECT_EQ(TrainingCheckpoint::latest(dir / "run")->step, 3);  // where the stop came
+  stop = false;
+  auto resumed = make_trainer(spec, o, dir / "run");
+  ASSERT_EQ(resumed->run(cb), TrainOutcome::kFinished);
+  EXPECT_EQ(ends, (std::vector<std::pair<int32_t, int64_t>>{{1, 3}, {2, 6}}));  // none after the last epoch
+}
+
 TEST(RefineTrainerTest, UndecodableImagesAreSkippedUntilTheThreshold) {
   TempDir dir;
   {

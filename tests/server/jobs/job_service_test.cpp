@@ -10,6 +10,8 @@
 #include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/data/caption_dataset.h"
 #include "core/embedding/embedder.h"
@@ -333,6 +335,61 @@ TEST(JobService, AJobInterruptedByAServerRestartResumesWithItsHistory) {
   EXPECT_TRUE(requeued);
 }
 
+// Models taken at the end of epochs: stopped by a server shutdown right as
+// epoch 1's model is being evaluated, the job resumes after the restart and
+// ends with one model per listed epoch, each evaluated, none registered twice.
+TEST(JobService, EpochModelsSurviveARestartDuringTheirEvaluation) {
+  TempDir dir;
+  const std::string data_dir = dir / "server-data";
+  const std::string data = testing::make_coco_caption_set(dir / "data", {8, 1, 0});
+  v1::JobSpec spec = small_spec(data);
+  spec.set_epochs(3);  // 3 steps each
+  spec.add_eval_at_epochs(2);
+  spec.add_eval_at_epochs(1);
+  spec.set_eval_suite(
+      nlohmann::json({{"name", "r"}, {"tasks", {{{"name", "captions"}, {"kind", "retrieval"}, {"data", data}}}}}).dump());
+  std::string id;
+  {
+    TestServer server({}, data_dir);
+    const v1::Job job = submit(server, spec);
+    id = job.id();
+    EXPECT_EQ(std::vector<int32_t>(job.spec().eval_at_epochs().begin(), job.spec().eval_at_epochs().end()),
+              (std::vector<int32_t>{1, 2}));
+    watch(server, id, 0, [](const v1::JobEvent& e) {
+      return e.has_eval_progress() && e.eval_progress().phase() == "epoch 1";
+    });
+  }  // shutdown while (or just after) epoch 1's model is evaluated
+  TestServer server({}, data_dir);
+  Watched w = watch(server, id);
+  ASSERT_TRUE(w.status.ok()) << w.status.error_message();
+  const v1::Job done = get(server, id);
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  ASSERT_EQ(done.epoch_results_size(), 2);
+  for (int i = 0; i < 2; ++i) {
+    const v1::EpochResult& r = done.epoch_results(i);
+    EXPECT_EQ(r.epoch(), i + 1);
+    EXPECT_EQ(r.step(), 3 * (i + 1));
+    EXPECT_EQ(r.model(), "tiny-refined-epoch-" + std::to_string(i + 1) + "@1");
+    EXPECT_TRUE(r.has_eval_report());
+    EXPECT_EQ(r.eval_report().model(), r.model());
+    v1::GetModelRequest mreq;
+    mreq.set_model("tiny-refined-epoch-" + std::to_string(i + 1));
+    v1::ModelInfo info;
+    grpc::ClientContext mctx;
+    ASSERT_TRUE(server.models()->GetModel(&mctx, mreq, &info).ok());
+    EXPECT_EQ(info.lineage().hyperparameters().at("epochs"), std::to_string(i + 1));
+    EXPECT_EQ(info.lineage().job_id(), id);
+  }
+  EXPECT_EQ(done.result_model(), "tiny-refined@1");
+  v1::ListModelsRequest lreq;
+  v1::ListModelsResponse models;
+  grpc::ClientContext lctx;
+  ASSERT_TRUE(server.models()->ListModels(&lctx, lreq, &models).ok());
+  int epoch_models = 0;
+  for (const auto& m : models.models()) epoch_models += m.name().find("-epoch-") != std::string::npos;
+  EXPECT_EQ(epoch_models, 2);  // one version each
+}
+
 TEST(JobService, BadSpecsAreRejectedNamingTheCulprit) {
   TempDir dir;
   TestServer server;
@@ -374,6 +431,22 @@ TEST(JobService, BadSpecsAreRejectedNamingTheCulprit) {
        },
        grpc::StatusCode::INVALID_ARGUMENT, "contrastive"},
       {[](v1::JobSpec& s) { s.set_arch("tiny"); }, grpc::StatusCode::INVALID_ARGUMENT, "arch"},
+      {[](v1::JobSpec& s) {
+         s.set_epochs(3);
+         s.add_eval_at_epochs(2);
+         s.add_eval_at_epochs(2);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "epoch 2 twice"},
+      {[](v1::JobSpec& s) {
+         s.set_epochs(3);
+         s.add_eval_at_epochs(3);  // the last epoch's model is the result
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "epoch 3 does not end before"},
+      {[](v1::JobSpec& s) {
+         s.set_epochs(3);
+         s.add_eval_at_epochs(0);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "epoch 0"},
   };
   for (const auto& c : cases) {
     v1::JobSpec spec = small_spec(good);

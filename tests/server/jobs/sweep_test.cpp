@@ -123,6 +123,113 @@ TEST(Sweep, ATwoByTwoGridRunsFourJobsAndEvaluatesTheBaseOnce) {
   EXPECT_EQ(list.sweeps(0).jobs_size(), 4);
 }
 
+v1::SweepSpec epochs_grid(const std::string& data, const std::string& suite, const std::vector<std::string>& epochs) {
+  v1::SweepSpec s = grid(data, suite);
+  s.mutable_job()->clear_max_steps();
+  s.clear_axes();
+  auto* a = s.add_axes();
+  a->set_field("epochs");
+  for (const auto& e : epochs) a->add_values(e);
+  return s;
+}
+
+// With the constant schedule the model at the end of epoch E of a longer run
+// is the model of an E-epoch run: the sweep runs one job, and each smaller
+// point's model evaluates as a separate run of that many epochs does.
+TEST(Sweep, AnEpochsSweepRunsOnceAndItsEpochModelsAreThoseOfShorterRuns) {
+  TempDir dir;
+  TestServer server;
+  const std::string data = testing::make_coco_caption_set(dir / "data", {8, 2, 0});
+  const json suite = {{"name", "r"}, {"tasks", {{{"name", "captions"}, {"kind", "retrieval"}, {"data", data}}}}};
+  v1::Sweep sweep;
+  ASSERT_TRUE(submit_sweep(server, epochs_grid(data, suite.dump(), {"2", "1", "3"}), &sweep).ok());
+  ASSERT_EQ(sweep.points_size(), 3);
+  ASSERT_EQ(sweep.jobs_size(), 1);
+  const v1::Job& job = sweep.jobs(0);
+  EXPECT_EQ(job.spec().epochs(), 3);
+  EXPECT_EQ(std::vector<int32_t>(job.spec().eval_at_epochs().begin(), job.spec().eval_at_epochs().end()),
+            (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(job.spec().name(), "tiny-refined");
+  const std::vector<std::pair<std::string, int32_t>> expected = {{"2", 2}, {"1", 1}, {"3", 0}};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(sweep.points(i).values().at("epochs"), expected[i].first);
+    EXPECT_EQ(sweep.points(i).job_id(), job.id());
+    EXPECT_EQ(sweep.points(i).epoch(), expected[i].second);
+  }
+  std::vector<std::string> phases;
+  for (const auto& e : watch_all(server, job.id())) {
+    if (e.has_eval_task()) phases.push_back(e.eval_task().phase());
+  }
+  EXPECT_EQ(phases, (std::vector<std::string>{"base", "epoch 1", "epoch 2", "result"}));
+  const v1::Sweep done = get_sweep(server, sweep.id());
+  ASSERT_EQ(done.jobs(0).state(), v1::JOB_STATE_SUCCEEDED) << done.jobs(0).error();
+  ASSERT_EQ(done.jobs(0).epoch_results_size(), 2);
+  const v1::EpochResult& two = done.jobs(0).epoch_results(1);
+  EXPECT_EQ(two.model(), "tiny-refined-epoch-2@1");
+
+  // A separate run of 2 epochs: the same model, so the same evaluation.
+  v1::JobSpec alone = epochs_grid(data, suite.dump(), {}).job();
+  alone.set_epochs(2);
+  alone.set_name("tiny-two-epochs");
+  v1::SubmitJobRequest req;
+  *req.mutable_spec() = alone;
+  v1::Job separate;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(server.jobs()->SubmitJob(&ctx, req, &separate).ok());
+  watch_all(server, separate.id());
+  v1::GetJobRequest greq;
+  greq.set_id(separate.id());
+  grpc::ClientContext gctx;
+  ASSERT_TRUE(server.jobs()->GetJob(&gctx, greq, &separate).ok());
+  ASSERT_EQ(separate.state(), v1::JOB_STATE_SUCCEEDED) << separate.error();
+  const auto& a = two.eval_report().tasks(0).metrics();
+  const auto& b = separate.eval_report().tasks(0).metrics();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, v] : b) {
+    ASSERT_TRUE(a.count(k)) << k;
+    EXPECT_NEAR(a.at(k), v, 1e-6) << k;
+  }
+  EXPECT_GT(b.at("alignment"), 0);  // a continuous metric, not only ranks
+}
+
+// The cosine schedule ends at the run's last step, so an epochs sweep under
+// it needs a run per point; with another axis, one run per value of it.
+TEST(Sweep, AnEpochsSweepRunsPerPointWhenTheScheduleDependsOnTheLength) {
+  TempDir dir;
+  TestServer server;
+  const std::string data = testing::make_coco_caption_set(dir / "data", {8, 1, 0});
+  v1::SweepSpec cosine = epochs_grid(data, "", {"1", "2"});
+  cosine.mutable_job()->set_schedule("cosine");
+  v1::Sweep a;
+  ASSERT_TRUE(submit_sweep(server, cosine, &a).ok());
+  EXPECT_EQ(a.jobs_size(), 2);
+  for (const auto& p : a.points()) EXPECT_EQ(p.epoch(), 0);
+  EXPECT_EQ(a.jobs(1).spec().name(), "tiny-refined-epochs-2");
+
+  v1::SweepSpec two_axes = epochs_grid(data, "", {"1", "2"});
+  two_axes.mutable_job()->set_name("two");
+  auto* lr = two_axes.add_axes();
+  lr->set_field("lr");
+  lr->add_values("1e-4");
+  lr->add_values("2e-4");
+  v1::Sweep b;
+  ASSERT_TRUE(submit_sweep(server, two_axes, &b).ok());
+  ASSERT_EQ(b.points_size(), 4);
+  ASSERT_EQ(b.jobs_size(), 2);
+  EXPECT_EQ(b.jobs(0).spec().name(), "two-lr-1e-4");
+  EXPECT_EQ(b.jobs(1).spec().name(), "two-lr-2e-4");
+  EXPECT_EQ(b.points(0).job_id(), b.points(2).job_id());  // epochs 1 and 2 at lr 1e-4
+  EXPECT_EQ(b.points(0).epoch(), 1);
+  EXPECT_EQ(b.points(2).epoch(), 0);
+  for (const auto& s : {a.id(), b.id()}) {
+    v1::CancelSweepRequest creq;
+    creq.set_id(s);
+    v1::Sweep cancelled;
+    grpc::ClientContext cctx;
+    ASSERT_TRUE(server.jobs()->CancelSweep(&cctx, creq, &cancelled).ok());
+  }
+}
+
 TEST(Sweep, SubmitIsIdempotentAndCancelStopsEveryJob) {
   TempDir dir;
   TestServer server;
