@@ -13,6 +13,7 @@
 #include <set>
 
 #include "core/base/error.h"
+#include "core/image/image_decoder.h"
 #include "core/runtime/torch_runtime.h"
 #include "server/embedding/embedding_engine.h"
 #include "server/embedding/embedding_metrics.h"
@@ -100,6 +101,9 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--checkpoint-every", cfg.checkpoint_every,
                  "Steps between a refine job's checkpoints, unless the job sets its own")
       ->capture_default_str();
+  app.add_option("--max-image-pixels", cfg.max_image_pixels,
+                 "Largest image (width x height) decoded; larger ones are refused from their header")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -118,6 +122,7 @@ int run(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  set_max_image_pixels(cfg.max_image_pixels);
   RuntimeOptions ro;
   ro.threads = cfg.threads;
   ro.device = cfg.device;

@@ -17,4 +17,17 @@ const char* error_code_name(ErrorCode code) {
   return "UNKNOWN";
 }
 
+std::string without_quoted_input(const std::string& parser_message) {
+  std::string m = parser_message;
+  const std::string marker = "; last read: '";
+  const size_t at = m.find(marker);
+  if (at == std::string::npos) return m;
+  // The quoted text may hold quotes itself: it ends at "'; " (what was
+  // expected follows) or at the message's last quote.
+  size_t end = m.find("'; ", at + marker.size());
+  end = end != std::string::npos ? end + 1 : m.rfind('\'');
+  if (end == std::string::npos || end < at + marker.size()) return m.substr(0, at);
+  return m.erase(at, end + 1 - at);
+}
+
 }  // namespace refinery

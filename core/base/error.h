@@ -38,4 +38,9 @@ inline Error resource_exhausted(const std::string& m) { return Error(ErrorCode::
 inline Error unimplemented(const std::string& m) { return Error(ErrorCode::kUnimplemented, m); }
 inline Error internal_error(const std::string& m) { return Error(ErrorCode::kInternal, m); }
 
+// A parser's message without the input it quotes: nlohmann::json's "...;
+// last read: 'TEXT'" is dropped, keeping where and why. Errors about files a
+// client names must never disclose what those files contain.
+std::string without_quoted_input(const std::string& parser_message);
+
 }  // namespace refinery

@@ -179,7 +179,7 @@ StateDict read_hf_folder(const std::string& dir, std::map<std::string, std::stri
     try {
       j = nlohmann::json::parse(read_bytes(index));
     } catch (const nlohmann::json::exception& e) {
-      throw invalid_argument(index + ": not valid JSON: " + e.what());
+      throw invalid_argument(index + ": not valid JSON: " + without_quoted_input(e.what()));
     }
     std::set<std::string> shards;
     for (const auto& [k, v] : j.at("weight_map").items()) shards.insert(v.get<std::string>());
@@ -269,7 +269,7 @@ Checkpoint CheckpointReader::read_impl(const std::string& path, const Checkpoint
           declared = ClipConfig::from_open_clip_json(nlohmann::json::parse(it->second), path + " metadata");
           ck.config_source = "checkpoint metadata";
         } catch (const nlohmann::json::exception& e) {
-          throw invalid_argument(path + ": metadata 'refinery.architecture' is not valid JSON: " + e.what());
+          throw invalid_argument(path + ": metadata 'refinery.architecture' is not valid JSON: " + without_quoted_input(e.what()));
         }
       }
       break;

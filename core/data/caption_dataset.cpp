@@ -95,7 +95,7 @@ std::vector<CaptionedImage> load_coco(const std::string& annotations, const std:
   try {
     root = nlohmann::json::parse(read_text_file(annotations, what));
   } catch (const nlohmann::json::exception& e) {
-    throw invalid_argument(what + ": invalid JSON: " + e.what());
+    throw invalid_argument(what + ": invalid JSON: " + without_quoted_input(e.what()));
   }
   if (!root.is_object()) throw invalid_argument(what + ": expected a JSON object at the top, got " + json_type(root));
   for (const char* key : {"images", "annotations"}) {
@@ -166,19 +166,19 @@ std::vector<CaptionedImage> load_csv(const std::string& file, const CaptionDatas
   if (records.empty()) throw invalid_argument(what + ": empty file (expected a header row with columns filepath,caption)");
   const CsvRecord& header = records[0];
   int path_col = -1, caption_col = -1;
-  std::string columns;
   for (size_t c = 0; c < header.fields.size(); ++c) {
     const std::string name = lower(trim_whitespace(header.fields[c]));
     if (name == "filepath" && path_col < 0) path_col = static_cast<int>(c);
     if (name == "caption" && caption_col < 0) caption_col = static_cast<int>(c);
-    columns += (c ? ", " : "") + quoted(trim_whitespace(header.fields[c]));
   }
   std::string missing;
   if (path_col < 0) missing += "'filepath'";
   if (caption_col < 0) missing += std::string(missing.empty() ? "" : " and ") + "'caption'";
   if (!missing.empty())
     throw invalid_argument(what + " line " + std::to_string(header.line) + ": the header row has no " + missing +
-                           " column (it has " + columns + ")");
+                           " column (a header row such as filepath,caption is expected; this one has " +
+                           std::to_string(header.fields.size()) + " field" + (header.fields.size() == 1 ? "" : "s") +
+                           ", not quoted: the file's text is not echoed)");
 
   const size_t needed = static_cast<size_t>(std::max(path_col, caption_col)) + 1;
   const fs::path base = folder_of(file);
@@ -226,7 +226,7 @@ std::vector<CaptionedImage> load_jsonl(const std::string& file, const CaptionDat
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
       // The parser counts lines within this one line; say only the column.
-      std::string why = e.what();
+      std::string why = without_quoted_input(e.what());
       const std::string first_line = "at line 1, column ";
       const size_t at = why.find(first_line);
       if (at != std::string::npos) why.replace(at, first_line.size(), "at column ");

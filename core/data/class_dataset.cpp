@@ -98,19 +98,19 @@ ClassDataset load_csv_classes(const std::string& file) {
   if (records.empty()) throw invalid_argument(what + ": empty file (expected a header row with columns filepath,label)");
   const CsvRecord& header = records[0];
   int path_col = -1, label_col = -1;
-  std::string columns;
   for (size_t c = 0; c < header.fields.size(); ++c) {
     const std::string name = lower(trim_whitespace(header.fields[c]));
     if (name == "filepath" && path_col < 0) path_col = static_cast<int>(c);
     if (name == "label" && label_col < 0) label_col = static_cast<int>(c);
-    columns += (c ? ", " : "") + in_quotes(trim_whitespace(header.fields[c]));
   }
   std::string missing;
   if (path_col < 0) missing += "'filepath'";
   if (label_col < 0) missing += std::string(missing.empty() ? "" : " and ") + "'label'";
   if (!missing.empty()) {
     throw invalid_argument(what + " line " + std::to_string(header.line) + ": the header row has no " + missing +
-                           " column (it has " + columns + ")");
+                           " column (a header row such as filepath,label is expected; this one has " +
+                           std::to_string(header.fields.size()) + " field" + (header.fields.size() == 1 ? "" : "s") +
+                           ", not quoted: the file's text is not echoed)");
   }
   const size_t needed = static_cast<size_t>(std::max(path_col, label_col)) + 1;
   const fs::path base = fs::absolute(fs::path(file)).parent_path();

@@ -132,7 +132,7 @@ EvalSuiteSpec load_eval_suite_file(const std::string& path) {
   try {
     j = json::parse(in);
   } catch (const json::exception& e) {
-    throw invalid_argument("suite file " + in_quotes(path) + ": invalid JSON: " + e.what());
+    throw invalid_argument("suite file " + in_quotes(path) + ": invalid JSON: " + without_quoted_input(e.what()));
   }
   return parse_eval_suite(j, "suite file " + in_quotes(path));
 }

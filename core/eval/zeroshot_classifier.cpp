@@ -37,7 +37,7 @@ std::vector<std::string> names_from_file(const std::string& path, const ClassDat
     try {
       j = json::parse(text);
     } catch (const json::exception& e) {
-      throw invalid_argument(what + ": invalid JSON: " + e.what());
+      throw invalid_argument(what + ": invalid JSON: " + without_quoted_input(e.what()));
     }
     std::vector<std::string> names;
     if (j.is_object()) {

@@ -29,7 +29,7 @@ json read_json_file(const std::string& path) {
   try {
     return json::parse(in);
   } catch (const json::exception& e) {
-    throw invalid_argument(path + ": invalid JSON: " + e.what());
+    throw invalid_argument(path + ": invalid JSON: " + without_quoted_input(e.what()));
   }
 }
 

@@ -1,5 +1,7 @@
 #include "core/image/image_decoder.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -326,6 +328,8 @@ HeaderInfo sniff(const Bytes& b, const std::string& name) {
   return info;
 }
 
+std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
+
 void check_size(int64_t w, int64_t h, const std::string& name) {
   if (w <= 0 || h <= 0) {
     fail(name, "zero-sized image (" + std::to_string(w) + "x" + std::to_string(h) + ")");
@@ -333,6 +337,11 @@ void check_size(int64_t w, int64_t h, const std::string& name) {
   if (w > kMaxImageSide || h > kMaxImageSide) {
     fail(name, "image too large (" + std::to_string(w) + "x" + std::to_string(h) +
                    "; the limit is " + std::to_string(kMaxImageSide) + " pixels per side)");
+  }
+  const int64_t limit = g_max_image_pixels.load(std::memory_order_relaxed);
+  if (w * h > limit) {
+    fail(name, "image too large (" + std::to_string(w) + "x" + std::to_string(h) + " = " + std::to_string(w * h) +
+                   " pixels; the limit is " + std::to_string(limit) + ", --max-image-pixels)");
   }
 }
 
@@ -382,6 +391,13 @@ void convert_pixels(const cv::Mat& m, const int* map, int out_channels, DecodedI
 }
 
 }  // namespace
+
+void set_max_image_pixels(int64_t pixels) {
+  if (pixels < 1) throw invalid_argument("max_image_pixels must be at least 1, got " + std::to_string(pixels));
+  g_max_image_pixels.store(pixels, std::memory_order_relaxed);
+}
+
+int64_t max_image_pixels() { return g_max_image_pixels.load(std::memory_order_relaxed); }
 
 DecodedImage decode_image(const uint8_t* data, size_t size, const std::string& name) {
   if (data == nullptr || size == 0) fail(name, "empty image data");

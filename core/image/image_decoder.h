@@ -34,6 +34,16 @@ int pil_mode_channels(PilMode mode);      // channels DecodedImage stores for th
 // TIFF), and after decoding otherwise.
 constexpr int kMaxImageSide = 16384;
 
+// Largest accepted width x height, checked like kMaxImageSide: from the
+// header, before a pixel is decoded. A side limit alone lets a 4 MB file
+// declare 16384 x 16384 pixels (1 to 3 GB and tens of seconds to decode).
+// One limit for the process, set by its operator (refineryd and
+// refinery-model --max-image-pixels); 40 MP by default, which passes a
+// 7000 x 5700 photo.
+constexpr int64_t kDefaultMaxImagePixels = 40'000'000;
+void set_max_image_pixels(int64_t pixels);  // INVALID_ARGUMENT unless >= 1
+int64_t max_image_pixels();
+
 struct DecodedImage {
   int width = 0;
   int height = 0;
@@ -45,7 +55,8 @@ struct DecodedImage {
 // Decodes an image from memory. `name` (a file name, a request field...) is
 // only used in error messages. Throws refinery::Error (kInvalidArgument)
 // naming `name` and the reason for empty data, an unrecognised format,
-// truncated or corrupt data, zero or over-large (> kMaxImageSide) dimensions,
+// truncated or corrupt data, zero or over-large (> kMaxImageSide per side,
+// > max_image_pixels() in all) dimensions,
 // and sample formats other than 8/16-bit integers.
 //
 // 16-bit images are reduced to 8 bits by taking the high byte. (PIL keeps a

@@ -209,7 +209,7 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir) {
     try {
       m = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      throw invalid_argument(manifest_path + ": not valid JSON: " + e.what());
+      throw invalid_argument(manifest_path + ": not valid JSON: " + without_quoted_input(e.what()));
     }
   }
 
@@ -238,7 +238,7 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir) {
       faiss_sum = files.at(kFaissFile).at("checksum").get<std::string>();
     }
   } catch (const nlohmann::json::exception& e) {
-    throw invalid_argument(manifest_path + ": missing or malformed field: " + e.what());
+    throw invalid_argument(manifest_path + ": missing or malformed field: " + without_quoted_input(e.what()));
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kInvalidArgument || std::string(e.what()).rfind(manifest_path, 0) == 0) throw;
     throw invalid_argument(manifest_path + ": " + e.what());

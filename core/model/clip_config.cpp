@@ -76,7 +76,7 @@ ClipConfig ClipConfig::from_open_clip_json(const json& j, const std::string& sou
     c.validate();
     return c;
   } catch (const json::exception& e) {
-    throw invalid_argument(source + ": not a valid open_clip model config: " + e.what());
+    throw invalid_argument(source + ": not a valid open_clip model config: " + without_quoted_input(e.what()));
   }
 }
 
@@ -145,7 +145,7 @@ ClipConfig ClipConfig::from_hf_json(const json& j, const std::string& source) {
     c.validate();
     return c;
   } catch (const json::exception& e) {
-    throw invalid_argument(source + ": not a valid Hugging Face CLIP config: " + e.what());
+    throw invalid_argument(source + ": not a valid Hugging Face CLIP config: " + without_quoted_input(e.what()));
   }
 }
 
@@ -156,7 +156,7 @@ ClipConfig ClipConfig::from_json_file(const std::string& path) {
   try {
     j = json::parse(in);
   } catch (const json::exception& e) {
-    throw invalid_argument(path + ": not valid JSON: " + e.what());
+    throw invalid_argument(path + ": not valid JSON: " + without_quoted_input(e.what()));
   }
   if (j.contains("text_config") && j.contains("vision_config")) return from_hf_json(j, path);
   if (j.contains("vision_cfg") && j.contains("text_cfg")) {

@@ -192,7 +192,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   try {
     header = nlohmann::json::parse(header_begin, header_begin + header_len);
   } catch (const nlohmann::json::exception& e) {
-    throw bad(std::string("header is not valid JSON: ") + e.what());
+    throw bad(std::string("header is not valid JSON: ") + without_quoted_input(e.what()));
   }
   if (!header.is_object()) throw bad("header is not a JSON object");
 
@@ -225,11 +225,17 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     }
     const auto& shape = entry["shape"];
     if (!shape.is_array()) throw bad_tensor("shape is not an array");
-    uint64_t numel = 1;
+    // Every dimension and the product of the non-zero ones must fit the
+    // int64 shapes LibTorch takes, with room for 8-byte elements: a zero
+    // dimension must not hide a huge one (a shape [0, 2^64-1] once became a
+    // negative size).
+    const uint64_t limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / 8;
+    uint64_t numel = 1, nonzero_product = 1;
     for (const auto& d : shape) {
       if (!d.is_number_unsigned()) throw bad_tensor("shape has a non-integer or negative dimension");
       const uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim / 8) throw bad_tensor("shape overflows");
+      if (dim > limit || (dim != 0 && nonzero_product > limit / dim)) throw bad_tensor("shape overflows");
+      if (dim != 0) nonzero_product *= dim;
       numel *= dim;
       view.shape.push_back(static_cast<int64_t>(dim));
     }

@@ -159,6 +159,35 @@ v1::Job JobManager::update(const std::string& id, const std::function<void(v1::J
   return job;
 }
 
+std::optional<v1::Job> JobManager::transition(const std::string& id,
+                                              const std::function<std::optional<v1::JobEvent>(v1::Job&)>& decide) {
+  v1::Job job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::optional<v1::Job> current = store_->get_job(id);
+    if (!current) throw not_found("no job " + id);
+    job = std::move(*current);
+    std::optional<v1::JobEvent> event = decide(job);
+    if (!event) return std::nullopt;
+    const v1::JobEvent stored = store_->append_event(id, *event, &job);
+    job.set_last_seq(stored.seq());
+  }
+  events_cv_.notify_all();
+  refresh_state_metrics();
+  return job;
+}
+
+namespace {
+
+v1::JobEvent state_event(v1::JobState state, const std::string& message) {
+  v1::JobEvent event;
+  event.mutable_state()->set_state(state);
+  event.mutable_state()->set_message(message);
+  return event;
+}
+
+}  // namespace
+
 v1::Job JobManager::set_state(const std::string& id, v1::JobState state, const std::string& message,
                               const std::function<void(v1::Job&)>& also) {
   v1::JobEvent event;
@@ -442,52 +471,65 @@ v1::Job JobManager::get(const std::string& id) const {
 
 std::vector<v1::Job> JobManager::list(const std::vector<v1::JobState>& states) const { return store_->list_jobs(states); }
 
+// Cancel, resume and the runner's pick-up check the state and change it in
+// one transaction under mu_, so that they cannot interleave: a job the
+// runner takes is QUEUED at that moment, a cancelled job never runs, and a
+// job that has ended is never marked CANCELLING.
 v1::Job JobManager::cancel(const std::string& id) {
-  v1::Job job = get(id);
-  switch (job.state()) {
-    case v1::JOB_STATE_QUEUED:
-      return set_state(id, v1::JOB_STATE_CANCELLED, "cancelled before it started",
-                       [](v1::Job& j) { j.set_finished_unix_ms(now_ms()); });
-    case v1::JOB_STATE_RUNNING: {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (running_id_ == id) cancel_running_ = true;
-      }
-      return set_state(id, v1::JOB_STATE_CANCELLING, "cancelling: stopping at the next step");
+  std::optional<v1::Job> changed = transition(id, [&](v1::Job& j) -> std::optional<v1::JobEvent> {
+    switch (j.state()) {
+      case v1::JOB_STATE_QUEUED:
+        j.set_state(v1::JOB_STATE_CANCELLED);
+        j.set_finished_unix_ms(now_ms());
+        return state_event(v1::JOB_STATE_CANCELLED, "cancelled before it started");
+      case v1::JOB_STATE_RUNNING:
+        if (running_id_ != id) {  // not on the runner (stored so by a crash, not yet queued again)
+          j.set_state(v1::JOB_STATE_CANCELLED);
+          j.set_finished_unix_ms(now_ms());
+          return state_event(v1::JOB_STATE_CANCELLED, "cancelled while waiting to run again");
+        }
+        cancel_running_ = true;
+        j.set_state(v1::JOB_STATE_CANCELLING);
+        return state_event(v1::JOB_STATE_CANCELLING, "cancelling: stopping at the next step");
+      case v1::JOB_STATE_CANCELLING:
+        return std::nullopt;
+      default:
+        throw failed_precondition("job " + id + " has already ended (" + state_name(j.state()) + ")");
     }
-    case v1::JOB_STATE_CANCELLING:
-      return job;
-    default:
-      throw failed_precondition("job " + id + " has already ended (" + state_name(job.state()) + ")");
-  }
+  });
+  return changed ? *changed : get(id);
 }
 
 v1::Job JobManager::resume(const std::string& id) {
-  v1::Job job = get(id);
-  if (job.state() != v1::JOB_STATE_CANCELLED && job.state() != v1::JOB_STATE_FAILED) {
-    throw failed_precondition("job " + id + " is " + state_name(job.state()) +
-                              ": only CANCELLED or FAILED jobs can be resumed");
-  }
-  const char* how = is_eval_job(job) ? "resumed: queued again, evaluates from the start"
-                  : !job.result_model().empty()
-                      ? "resumed: queued again, evaluates the result model"
-                      : "resumed: queued again, continues from its last checkpoint";
-  job = set_state(id, v1::JOB_STATE_QUEUED, how,
-                  [](v1::Job& j) {
-                    j.set_error("");
-                    j.set_finished_unix_ms(0);
-                  });
+  std::optional<v1::Job> job = transition(id, [&](v1::Job& j) -> std::optional<v1::JobEvent> {
+    if (j.state() != v1::JOB_STATE_CANCELLED && j.state() != v1::JOB_STATE_FAILED) {
+      throw failed_precondition("job " + id + " is " + state_name(j.state()) +
+                                ": only CANCELLED or FAILED jobs can be resumed");
+    }
+    const char* how = is_eval_job(j) ? "resumed: queued again, evaluates from the start"
+                      : !j.result_model().empty()
+                          ? "resumed: queued again, evaluates the result model"
+                          : "resumed: queued again, continues from its last checkpoint";
+    j.set_state(v1::JOB_STATE_QUEUED);
+    j.set_error("");
+    j.set_finished_unix_ms(0);
+    return state_event(v1::JOB_STATE_QUEUED, how);
+  });
   runner_cv_.notify_all();
-  return job;
+  return *job;
 }
 
 void JobManager::remove(const std::string& id) {
-  v1::Job job = get(id);
-  if (!is_finished(job.state())) {
-    throw failed_precondition("job " + id + " is " + state_name(job.state()) +
-                              ": cancel it first (only finished jobs can be deleted)");
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // not resumed meanwhile
+    std::optional<v1::Job> job = store_->get_job(id);
+    if (!job) throw not_found("no job " + id);
+    if (!is_finished(job->state())) {
+      throw failed_precondition("job " + id + " is " + state_name(job->state()) +
+                                ": cancel it first (only finished jobs can be deleted)");
+    }
+    store_->delete_job(id);
   }
-  store_->delete_job(id);
   std::error_code ec;
   fs::remove_all(job_dir(id), ec);
   refresh_state_metrics();
@@ -535,9 +577,14 @@ void JobManager::runner_loop() {
 }
 
 void JobManager::run_job(const std::string& id) {
-  const v1::Job job = set_state(id, v1::JOB_STATE_RUNNING, "running", [](v1::Job& j) {
+  std::optional<v1::Job> taken = transition(id, [&](v1::Job& j) -> std::optional<v1::JobEvent> {
+    if (j.state() != v1::JOB_STATE_QUEUED) return std::nullopt;  // cancelled since the runner chose it
+    j.set_state(v1::JOB_STATE_RUNNING);
     if (j.started_unix_ms() == 0) j.set_started_unix_ms(now_ms());
+    return state_event(v1::JOB_STATE_RUNNING, "running");
   });
+  if (!taken) return;
+  const v1::Job job = *taken;
   auto cancelled = [this] {
     std::lock_guard<std::mutex> lock(mu_);
     return cancel_running_;

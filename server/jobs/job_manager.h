@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -110,6 +111,11 @@ class JobManager {
   // Reads the job, lets `mutate` change it, stores it with `event` (when
   // given) in one transaction, and wakes the watchers.
   v1::Job update(const std::string& id, const std::function<void(v1::Job&)>& mutate, v1::JobEvent* event);
+  // Under mu_, in one transaction: reads the job, lets `decide` check its
+  // state and change it, returning the event to record with it (nothing:
+  // leave the job as it is, and return nothing). `decide` throws to refuse.
+  std::optional<v1::Job> transition(const std::string& id,
+                                    const std::function<std::optional<v1::JobEvent>(v1::Job&)>& decide);
   v1::Job set_state(const std::string& id, v1::JobState state, const std::string& message,
                     const std::function<void(v1::Job&)>& also = {});
   std::string job_dir(const std::string& id) const;

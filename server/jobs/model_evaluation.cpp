@@ -25,7 +25,7 @@ EvalSuiteSpec parse_job_suite(const std::string& suite_json) {
   try {
     j = nlohmann::json::parse(suite_json);
   } catch (const nlohmann::json::exception& e) {
-    throw invalid_argument(std::string("eval_suite: not valid JSON: ") + e.what());
+    throw invalid_argument(std::string("eval_suite: not valid JSON: ") + without_quoted_input(e.what()));
   }
   return parse_eval_suite(j, "eval_suite");
 }

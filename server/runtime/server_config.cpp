@@ -24,7 +24,7 @@ void ServerConfig::load_file(const std::string& path) {
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw invalid_argument(path + ": not valid JSON: " + e.what());
+    throw invalid_argument(path + ": not valid JSON: " + without_quoted_input(e.what()));
   }
   if (!j.is_object()) throw invalid_argument(path + ": must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -45,13 +45,14 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "shutdown_grace_s") shutdown_grace_s = v.get<double>();
       else if (key == "max_queued_jobs") max_queued_jobs = v.get<int>();
       else if (key == "checkpoint_every") checkpoint_every = v.get<int64_t>();
+      else if (key == "max_image_pixels") max_image_pixels = v.get<int64_t>();
       else if (key == "max_batch_images") batcher.max_batch_images = v.get<int>();
       else if (key == "max_batch_texts") batcher.max_batch_texts = v.get<int>();
       else if (key == "max_wait_ms") batcher.max_wait_ms = v.get<double>();
       else if (key == "max_queue_items") batcher.max_queue_items = v.get<int>();
       else throw invalid_argument(path + ": unknown key '" + it.key() + "'");
     } catch (const nlohmann::json::exception& e) {
-      throw invalid_argument(path + ": key '" + it.key() + "' has the wrong type: " + e.what());
+      throw invalid_argument(path + ": key '" + it.key() + "' has the wrong type: " + without_quoted_input(e.what()));
     }
   }
   config_file = path;
@@ -73,6 +74,7 @@ void ServerConfig::validate() const {
   check(batcher.max_queue_items > 0, "--max-queue-items must be positive");
   check(max_queued_jobs > 0, "--max-queued-jobs must be positive");
   check(checkpoint_every > 0, "--checkpoint-every must be positive");
+  check(max_image_pixels > 0, "--max-image-pixels must be positive");
 }
 
 std::string ServerConfig::to_json() const {
@@ -90,6 +92,7 @@ std::string ServerConfig::to_json() const {
                       {"shutdown_grace_s", shutdown_grace_s},
                       {"max_queued_jobs", max_queued_jobs},
                       {"checkpoint_every", checkpoint_every},
+                      {"max_image_pixels", max_image_pixels},
                       {"max_batch_images", batcher.max_batch_images},
                       {"max_batch_texts", batcher.max_batch_texts},
                       {"max_wait_ms", batcher.max_wait_ms},

@@ -39,6 +39,7 @@ struct ServerConfig {
   double shutdown_grace_s = 30.0;                  // SIGTERM: time given to in-flight calls
   int max_queued_jobs = 64;                        // refine jobs waiting; beyond: RESOURCE_EXHAUSTED
   int64_t checkpoint_every = 100;                  // a job's checkpoint interval (steps) unless it sets one
+  int64_t max_image_pixels = 40'000'000;           // width x height, checked from the header before decoding
   BatcherConfig batcher;
   std::string config_file;                         // where this came from, if anywhere
 

@@ -9,6 +9,9 @@
 #include <string>
 
 #include "core/base/error.h"
+#ifdef REFINERY_HAVE_IO
+#include "core/image/image_decoder.h"
+#endif
 #include "tools/refinery-model/commands.h"
 
 namespace refinery::model_tool {
@@ -36,7 +39,17 @@ int run(int argc, char** argv) {
   add_make_data_command(app, command);
 #endif
 
+#ifdef REFINERY_HAVE_IO
+  int64_t max_pixels = kDefaultMaxImagePixels;
+  app.add_option("--max-image-pixels", max_pixels,
+                 "Largest image (width x height) decoded; larger ones are refused from their header")
+      ->capture_default_str();
+  app.fallthrough();  // given before or after the subcommand
+#endif
   CLI11_PARSE(app, argc, argv);
+#ifdef REFINERY_HAVE_IO
+  set_max_image_pixels(max_pixels);
+#endif
   if (command.run) return command.run();
   return 1;
 }

@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "core/data/caption_dataset.h"
+#include "core/data/class_dataset.h"
 #include "support/fixture.h"
 
 namespace refinery {
@@ -178,7 +179,8 @@ TEST_F(CaptionDatasetTest, MissingFieldsAndColumnsAreNamed) {
   expect_invalid([&] { load_caption_dataset("coco:" + path("d.json") + ":" + path("images")); }, {"images[1]", "duplicate id 1"});
 
   write_file(path("a.csv"), "filepath,text\nimages/camera.png,hello\n");
-  expect_invalid([&] { load_caption_dataset("csv:" + path("a.csv")); }, {"line 1", "'caption'", "'text'"}, {"'filepath' column"});
+  expect_invalid([&] { load_caption_dataset("csv:" + path("a.csv")); }, {"line 1", "'caption'", "2 fields"},
+                 {"'filepath' column", "'text'"});
   write_file(path("b.csv"), "filepath,caption\nimages/camera.png,hello\nimages/rocket.jpg\n");
   expect_invalid([&] { load_caption_dataset("csv:" + path("b.csv")); }, {"line 3", "1 field"});
   write_file(path("c.csv"), "filepath,caption\nimages/camera.png,\"never closed\nimages/rocket.jpg,x\n");
@@ -190,6 +192,23 @@ TEST_F(CaptionDatasetTest, MissingFieldsAndColumnsAreNamed) {
   expect_invalid([&] { load_caption_dataset("jsonl:" + path("a.jsonl")); }, {"line 2", "\"image\""});
   write_file(path("b.jsonl"), "{\"image\": \"images/camera.png\", \"caption\": 5}\n");
   expect_invalid([&] { load_caption_dataset("jsonl:" + path("b.jsonl")); }, {"line 1", "\"caption\"", "string"});
+}
+
+// A client can name any file the server can read as a data set: the error
+// names the file and where it went wrong, and never echoes what it holds
+// (a csv:/etc/passwd once answered with its first line).
+TEST_F(CaptionDatasetTest, ErrorsNeverQuoteTheFilesText) {
+  const std::string secret = "root:x:0:0:SECRET-7f3a:/root:/bin/bash";
+  write_file(path("passwd"), secret + "\n" + secret + "\n");
+  for (const std::string& spec : {"csv:" + path("passwd"), "jsonl:" + path("passwd"),
+                                  "coco:" + path("passwd") + ":" + path("images")}) {
+    expect_invalid([&] { load_caption_dataset(spec); }, {path("passwd")}, {"SECRET", "root:x"});
+  }
+  // JSON that breaks after some text, and a class set's CSV header.
+  write_file(path("broken.json"), "{\"images\": [SECRET-7f3a]}");
+  expect_invalid([&] { load_caption_dataset("coco:" + path("broken.json") + ":" + path("images")); },
+                 {path("broken.json"), "invalid JSON", "column"}, {"SECRET"});
+  expect_invalid([&] { load_class_dataset("csv:" + path("passwd")); }, {path("passwd"), "'filepath'"}, {"SECRET"});
 }
 
 TEST_F(CaptionDatasetTest, AnnotationsOfUnknownImagesAreNamed) {

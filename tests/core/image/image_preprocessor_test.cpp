@@ -298,6 +298,36 @@ TEST(ImageDecoderTest, RejectsBadSizes) {
   expect_invalid_naming([&] { decode_image(empty.data(), empty.size(), "zero.png"); }, "zero.png");
 }
 
+// A small file may declare a huge image: 16384 x 16384 16-bit RGBA would take
+// 2 GB to decode. The total is checked from the header against the
+// operator's limit, before any decoding.
+TEST(ImageDecoderTest, RejectsImagesOverThePixelLimitFromTheirHeader) {
+  const std::vector<uint8_t> bomb = make_png(16384, 16384, 16, 6, {});  // header only: ~60 bytes
+  ASSERT_LT(bomb.size(), 100u);
+  try {
+    decode_image(bomb.data(), bomb.size(), "bomb.png");
+    FAIL() << "a 268-megapixel header was decoded";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("bomb.png"), std::string::npos) << m;
+    EXPECT_NE(m.find("16384x16384 = 268435456 pixels"), std::string::npos) << m;
+    EXPECT_NE(m.find("40000000"), std::string::npos) << m;
+  }
+  // 8000 x 6000 = 48 MP is over the default; the operator raises the limit
+  // and the file gets as far as its (missing) pixel data.
+  const std::vector<uint8_t> photo = make_png(8000, 6000, 8, 2, {});
+  EXPECT_THROW(decode_image(photo.data(), photo.size(), "photo.png"), Error);
+  set_max_image_pixels(50'000'000);
+  try {
+    decode_image(photo.data(), photo.size(), "photo.png");
+    FAIL() << "a PNG without pixel data decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+  }
+  set_max_image_pixels(kDefaultMaxImagePixels);
+  EXPECT_THROW(set_max_image_pixels(0), Error);
+}
+
 TEST(ImageDecoderTest, PngModesAndDepths) {
   {  // grey + alpha -> "LA", two channels
     const auto png = make_png(2, 1, 8, 4, {{100, 0, 50, 128}});

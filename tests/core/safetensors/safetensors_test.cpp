@@ -115,6 +115,16 @@ TEST(Safetensors, RejectsCorruptFilesWithAClearReason) {
       {"negative_dim", raw_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", ok_data),
        "negative dimension"},
       {"no_offsets", raw_file(R"({"a":{"dtype":"F32","shape":[2]}})", ok_data), "data_offsets"},
+      // A zero dimension makes the size 0, but the huge one after it would
+      // be a negative int64 in the tensor's shape.
+      {"zero_then_huge_dim",
+       raw_file(R"({"a":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", ok_data),
+       "shape overflows"},
+      {"huge_dims_product",
+       raw_file(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})", ok_data),
+       "shape overflows"},
+      // The parser's complaint, without the text it read.
+      {"json_quotes_nothing", raw_file("{\"a\": SECRET-TEXT}", ok_data), "not valid JSON"},
   };
   TempDir dir;
   for (const auto& c : cases) {
@@ -123,6 +133,7 @@ TEST(Safetensors, RejectsCorruptFilesWithAClearReason) {
     const std::string error = open_error(path);
     EXPECT_NE(error.find(c.expected), std::string::npos) << c.name << ": got '" << error << "'";
     EXPECT_NE(error.find(path), std::string::npos) << c.name << ": error must name the file: " << error;
+    EXPECT_EQ(error.find("SECRET"), std::string::npos) << c.name << ": error quotes the file: " << error;
   }
 }
 

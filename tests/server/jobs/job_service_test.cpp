@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <map>
+#include <atomic>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -388,6 +390,78 @@ TEST(JobService, EpochModelsSurviveARestartDuringTheirEvaluation) {
   int epoch_models = 0;
   for (const auto& m : models.models()) epoch_models += m.name().find("-epoch-") != std::string::npos;
   EXPECT_EQ(epoch_models, 2);  // one version each
+}
+
+// Cancel and resume race the runner picking jobs up and finishing them:
+// whatever interleaving happens, every job ends in a state its own events
+// lead to by allowed steps (never RUNNING after CANCELLED, never left
+// CANCELLING), and the stored state is the last one its watchers saw.
+TEST(JobService, CancelAndResumeRacingTheRunnerKeepEveryJobConsistent) {
+  TempDir dir;
+  TestServer server;
+  v1::JobSpec spec = small_spec(testing::make_coco_caption_set(dir / "data", {8, 1, 0}));
+  spec.set_max_steps(1);
+  spec.set_val_fraction(0);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 16; ++i) {
+    spec.set_name("race-" + std::to_string(i));
+    ids.push_back(submit(server, spec).id());
+  }
+  auto call = [&](bool cancel, const std::string& id) {
+    grpc::ClientContext ctx;
+    v1::Job out;
+    if (cancel) {
+      v1::CancelJobRequest req;
+      req.set_id(id);
+      return server.jobs()->CancelJob(&ctx, req, &out);
+    }
+    v1::ResumeJobRequest req;
+    req.set_id(id);
+    return server.jobs()->ResumeJob(&ctx, req, &out);
+  };
+  // Two cancellers and a resumer, each sweeping over the jobs while the
+  // runner works through them; refusals (already ended, not resumable) are
+  // expected and must be FAILED_PRECONDITION.
+  std::atomic<int> unexpected{0};
+  auto worker = [&](bool cancel, int rounds, int offset) {
+    for (int r = 0; r < rounds; ++r) {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const grpc::Status st = call(cancel, ids[(i + static_cast<size_t>(offset)) % ids.size()]);
+        if (!st.ok() && st.error_code() != grpc::StatusCode::FAILED_PRECONDITION) ++unexpected;
+        std::this_thread::sleep_for(std::chrono::milliseconds(3 + (i * 7 + static_cast<size_t>(r)) % 11));
+      }
+    }
+  };
+  std::thread c1(worker, true, 3, 0), c2(worker, true, 3, 5), r1(worker, false, 3, 2);
+  c1.join();
+  c2.join();
+  r1.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  using S = v1::JobState;
+  const std::map<S, std::set<S>> allowed = {
+      {v1::JOB_STATE_QUEUED, {v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLED}},
+      {v1::JOB_STATE_RUNNING,
+       {v1::JOB_STATE_CANCELLING, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}},
+      {v1::JOB_STATE_CANCELLING, {v1::JOB_STATE_CANCELLED, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED}},
+      {v1::JOB_STATE_CANCELLED, {v1::JOB_STATE_QUEUED}},
+      {v1::JOB_STATE_FAILED, {v1::JOB_STATE_QUEUED}},
+      {v1::JOB_STATE_SUCCEEDED, {}},
+  };
+  for (const auto& id : ids) {
+    Watched w = watch(server, id);  // until it ends
+    ASSERT_TRUE(w.status.ok()) << w.status.error_message();
+    const std::vector<v1::JobState> states = states_of(w.events);
+    ASSERT_FALSE(states.empty());
+    EXPECT_EQ(states.front(), v1::JOB_STATE_QUEUED) << id;
+    for (size_t i = 1; i < states.size(); ++i) {
+      EXPECT_TRUE(allowed.at(states[i - 1]).count(states[i]))
+          << id << ": " << v1::JobState_Name(states[i - 1]) << " -> " << v1::JobState_Name(states[i]);
+    }
+    const v1::Job job = get(server, id);
+    EXPECT_EQ(job.state(), states.back()) << id;
+    EXPECT_TRUE(job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_CANCELLED)
+        << id << " " << v1::JobState_Name(job.state());
+  }
 }
 
 TEST(JobService, BadSpecsAreRejectedNamingTheCulprit) {
