@@ -221,6 +221,7 @@ w("- Unlike a real CLIP, the contrastively pre-trained tiny model has a small ga
   "split's gap fell during pre-training), so there is little gap for any method to close here." % num(base_gap))
 w("")
 w("The differences above are single runs of one seed on a small synthetic world: a difference of a few points is "
-  "within what another seed could change. Rerun with `SEED=1 bash scripts/study.sh OUT` to see the spread.")
+  "within what another seed could change (seeds 0 and 1 disagree on two of the three claims). Rerun with "
+  "`SEED=1 bash scripts/study.sh OUT1` and put the runs side by side with `python3 scripts/study_seeds.py OUT OUT1`.")
 with open(os.path.join(OUT, "report.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
