@@ -127,7 +127,7 @@ int run_bench(const ClientOptions& options, BenchParams p) {
   }
 
   // Warm-up: the first call may load the model; it is not measured.
-  const auto shared = make_channel(options.server);
+  const auto shared = make_channel(options);
   {
     auto stub = v1::EmbeddingService::NewStub(shared);
     check_status(call_once(*stub, make_workload(p, images, 0), options.timeout_s), "warm-up call");
@@ -139,7 +139,7 @@ int run_bench(const ClientOptions& options, BenchParams p) {
   const auto end = start + std::chrono::milliseconds(static_cast<int64_t>(p.duration_s * 1000));
   for (int c = 0; c < p.concurrency; ++c) {
     callers.emplace_back([&, c] {
-      auto channel = p.shared_channel ? shared : make_channel(options.server, /*own_connection=*/true);
+      auto channel = p.shared_channel ? shared : make_channel(options, /*own_connection=*/true);
       auto stub = v1::EmbeddingService::NewStub(channel);
       const Workload w = make_workload(p, images, c);
       CallerStats& s = stats[c];

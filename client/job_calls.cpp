@@ -107,7 +107,7 @@ v1::Job follow_job(const ServerConnection& c, const std::string& id, int64_t fro
     backoff_s = std::min(backoff_s * 2, kMaxBackoffS);
     // A channel of its own: the old one may sit out gRPC's reconnect backoff
     // (up to two minutes) after the server is back.
-    channel = make_channel(c.address(), /*own_connection=*/true);
+    channel = make_channel(c.options(), /*own_connection=*/true);
   }
 }
 

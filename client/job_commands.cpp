@@ -73,7 +73,7 @@ const std::map<std::string, std::string>& field_help() {
       {"val_fraction", "Share of the data held out for evaluation (default 0.01)"},
       {"eval_every", "Evaluate every N steps (default 0: only at the end)"},
       {"checkpoint_every", "Checkpoint every N steps (default: the server's)"},
-      {"precision", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16"},
+      {"precision", "fp32 (default) or bf16 (refused where the device cannot run it)"},
       {"data_workers", "Image decoding threads (default: the server's cores)"},
       {"keep_checkpoints", "Checkpoints kept on disk (default 3)"},
       {"micro_batch_size", "Pairs per forward/backward pass within a step (default: all on CUDA, 32 on CPU)"},

@@ -32,6 +32,23 @@ int run(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
+  auto* security = "Security";
+  app.add_option("--token", command.options.token, "Bearer token for a server with --auth-tokens")
+      ->envname("REFINERY_TOKEN")
+      ->group(security);
+  app.add_flag("--tls", command.options.tls, "Connect over TLS, trusting the system's CA certificates")->group(security);
+  app.add_option("--tls-ca", command.options.tls_ca, "Connect over TLS, trusting this PEM CA certificate")
+      ->envname("REFINERY_TLS_CA")
+      ->group(security);
+  app.add_option("--tls-cert", command.options.tls_cert, "This client's PEM certificate (mutual TLS)")
+      ->envname("REFINERY_TLS_CERT")
+      ->group(security);
+  app.add_option("--tls-key", command.options.tls_key, "Its PEM private key")
+      ->envname("REFINERY_TLS_KEY")
+      ->group(security);
+  app.add_option("--tls-server-name", command.options.tls_server_name,
+                 "Name the server's certificate must carry, when it differs from the --server host")
+      ->group(security);
 
   add_health_command(app, command);
   add_model_commands(app, command);

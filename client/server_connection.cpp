@@ -4,22 +4,93 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <grpcpp/support/client_interceptor.h>
+
 #include <chrono>
+#include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "client/client_errors.h"
+#include "core/base/error.h"
 
 namespace refinery::client {
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool own_connection) {
+namespace {
+
+// Adds `authorization: Bearer TOKEN` to every call of a channel. An
+// interceptor rather than call credentials: gRPC sends call credentials only
+// over TLS, and a token on a loopback channel without TLS is legitimate.
+class BearerToken final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerToken(const std::string* header) : header_(header) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", *header_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* header_;
+};
+
+class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerTokenFactory(const std::string& token) : header_("Bearer " + token) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo*) override {
+    return new BearerToken(&header_);
+  }
+
+ private:
+  std::string header_;  // lives as long as the channel, which owns the factory
+};
+
+std::string read_pem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw invalid_argument(path + ": cannot read (" + flag + ")");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string text = buf.str();
+  if (text.find("-----BEGIN ") == std::string::npos) throw invalid_argument(path + ": not a PEM file (" + flag + ")");
+  return text;
+}
+
+std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const ClientOptions& o) {
+  if (!o.tls && o.tls_ca.empty()) {
+    if (!o.tls_cert.empty() || !o.tls_key.empty()) {
+      throw invalid_argument("--tls-cert/--tls-key need TLS: give --tls-ca PEM (or --tls for the system's CAs)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) throw invalid_argument("--tls-cert and --tls-key go together");
+  grpc::SslCredentialsOptions ssl;
+  if (!o.tls_ca.empty()) ssl.pem_root_certs = read_pem(o.tls_ca, "--tls-ca or REFINERY_TLS_CA");
+  if (!o.tls_cert.empty()) {
+    ssl.pem_private_key = read_pem(o.tls_key, "--tls-key");
+    ssl.pem_cert_chain = read_pem(o.tls_cert, "--tls-cert");
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& options, bool own_connection) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+  const auto credentials = channel_credentials(options);
+  if (options.token.empty()) return grpc::CreateCustomChannel(options.server, credentials, args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<BearerTokenFactory>(options.token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(options.server, credentials, args,
+                                                                 std::move(interceptors));
 }
 
 ServerConnection::ServerConnection(const ClientOptions& options)
-    : options_(options), channel_(make_channel(options.server)) {}
+    : options_(options), channel_(make_channel(options)) {}
 
 std::unique_ptr<grpc::ClientContext> ServerConnection::context() const {
   auto context = std::make_unique<grpc::ClientContext>();

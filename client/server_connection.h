@@ -13,11 +13,12 @@
 
 namespace refinery::client {
 
-// A channel to `address` with no message-size limits: embeddings of a large
-// batch easily pass gRPC's 4 MiB default receive limit. With `own_connection`
-// the channel does not share its TCP connection with other channels (the
-// benchmark uses it to spread load over connections).
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address, bool own_connection = false);
+// A channel to `options.server` with no message-size limits: embeddings of a
+// large batch easily pass gRPC's 4 MiB default receive limit. TLS when the
+// options ask for it; every call carries the token, if any. With
+// `own_connection` the channel does not share its TCP connection with other
+// channels (the benchmark uses it to spread load over connections).
+std::shared_ptr<grpc::Channel> make_channel(const ClientOptions& options, bool own_connection = false);
 
 class ServerConnection {
  public:

@@ -41,7 +41,7 @@ echo "   $(grep -c '"file_name"' "$WORK/world/pretrain/captions.json") pre-train
 [[ $# -gt 0 ]] && ln -s "$(realpath "$CHECKPOINT")" "$WORK/models/base.${CHECKPOINT##*.}"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BUILD/server/refineryd" --listen "127.0.0.1:$PORT" --metrics-listen "" --models-dir "$WORK/models" \
-  --data-dir "$WORK/data" --device "${REFINERY_DEVICE:-auto}" > "$WORK/server.log" 2>&1 &
+  --data-dir "$WORK/data" --data-root "$WORK" --device "${REFINERY_DEVICE:-auto}" > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 CLI=("$BUILD/client/refinery" --server "127.0.0.1:$PORT")
 for _ in $(seq 100); do "${CLI[@]}" --timeout 2 health > /dev/null 2>&1 && break; sleep 0.3; done

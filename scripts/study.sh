@@ -51,7 +51,7 @@ mkdir -p "$OUT/server/models" "$OUT/server/data"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BUILD/server/refineryd" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
-  --models-dir "$OUT/server/models" --data-dir "$OUT/server/data" --device cpu > "$OUT/server/refineryd.log" 2>&1 &
+  --models-dir "$OUT/server/models" --data-dir "$OUT/server/data" --data-root "$OUT" --device cpu > "$OUT/server/refineryd.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill -TERM $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null || true' EXIT
 cli() { "$BUILD/client/refinery" --server "127.0.0.1:$PORT" "$@"; }

@@ -7,7 +7,10 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -28,6 +31,8 @@
 #include "server/metrics/process_metrics.h"
 #include "server/models/model_registry.h"
 #include "server/models/model_service.h"
+#include "server/runtime/access_control.h"
+#include "server/runtime/call_guard.h"
 #include "server/runtime/log.h"
 #include "server/runtime/rpc_metrics.h"
 #include "server/runtime/server_config.h"
@@ -58,6 +63,44 @@ class GaugeSeries {
   GaugeFamily& family_;
   std::set<std::string> shown_;
 };
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& item : items) s += (s.empty() ? "" : ", ") + item;
+  return s;
+}
+
+std::string read_pem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw invalid_argument(path + ": cannot read (" + flag + ")");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string text = buf.str();
+  if (text.find("-----BEGIN ") == std::string::npos) throw invalid_argument(path + ": not a PEM file (" + flag + ")");
+  return text;
+}
+
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const SecurityConfig& security) {
+  if (!security.tls()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(security.mtls()
+                                                ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                                : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (security.mtls()) options.pem_root_certs = read_pem(security.tls_client_ca, "--tls-client-ca");
+  options.pem_key_cert_pairs.push_back(
+      {read_pem(security.tls_key, "--tls-key"), read_pem(security.tls_cert, "--tls-cert")});
+  return grpc::SslServerCredentials(options);
+}
+
+std::string describe_security(const ServerConfig& cfg, const AccessControl* access) {
+  std::string s = cfg.security.mtls() ? "mutual TLS" : cfg.security.tls() ? "TLS" : "no TLS";
+  s += access != nullptr ? "; " + access->summary() + " from " + access->tokens_file()
+       : cfg.security.mtls() ? "; no tokens: every client with a certificate may call everything"
+                             : "; no tokens: every caller may call everything";
+  if (!is_loopback_address(cfg.listen) && cfg.security.insecure_allow_remote) {
+    s += "; WARNING: --insecure-allow-remote on " + cfg.listen;
+  }
+  return s;
+}
 
 // Flags override the config file: read --config first, then parse the rest
 // into the same struct.
@@ -104,6 +147,36 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-image-pixels", cfg.max_image_pixels,
                  "Largest image (width x height) decoded; larger ones are refused from their header")
       ->capture_default_str();
+  app.add_option("--max-index-items", cfg.max_index_items, "Items in one vector index")->capture_default_str();
+  app.add_option("--max-rpc-threads", cfg.max_rpc_threads,
+                 "Calls in flight at once (each holds a thread); beyond: RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  app.add_option("--max-streams-per-connection", cfg.max_streams_per_connection, "Concurrent calls on one connection")
+      ->capture_default_str();
+  app.add_option("--keepalive-s", cfg.keepalive_s, "Ping idle connections this often to find dead peers")
+      ->capture_default_str();
+  app.add_option("--max-connection-idle-s", cfg.max_connection_idle_s, "Close connections idle this long (0 = never)")
+      ->capture_default_str();
+  app.add_option("--max-connection-age-s", cfg.max_connection_age_s,
+                 "Close connections this old, after a grace for their calls (0 = never)")
+      ->capture_default_str();
+  app.add_option("--tls-cert", cfg.security.tls_cert, "PEM certificate chain: serve gRPC over TLS");
+  app.add_option("--tls-key", cfg.security.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", cfg.security.tls_client_ca,
+                 "PEM CA certificate: clients must present a certificate it signed (mutual TLS)");
+  app.add_option("--auth-tokens", cfg.security.auth_tokens,
+                 "Tokens file, one 'TOKEN ROLE [NAME]' per line (roles reader, trainer, admin) or JSON; "
+                 "reloaded on SIGHUP");
+  app.add_option("--data-root", cfg.security.data_roots,
+                 "Folder that job data sets, eval sets and their images may lie in (repeatable; default DATA_DIR/datasets)");
+  app.add_option("--import-root", cfg.security.import_roots,
+                 "Folder that `models import` may read from (repeatable; default DATA_DIR/import)");
+  app.add_option("--export-root", cfg.security.export_roots,
+                 "Folder that `models export` may write to (repeatable; default DATA_DIR/export)");
+  app.add_flag("--allow-pickle", cfg.security.allow_pickle,
+               "Let `models import` load TorchScript and pickle checkpoints, which run code as they load");
+  app.add_flag("--insecure-allow-remote", cfg.security.insecure_allow_remote,
+               "Listen beyond loopback without authentication (only behind something that authenticates)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -120,6 +193,7 @@ int run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   set_max_image_pixels(cfg.max_image_pixels);
@@ -171,33 +245,58 @@ int run(int argc, char** argv) {
     index_items.set(sizes);
   });
 
+  const ServerPathRoots roots = make_path_roots(cfg);
+  log_info("client paths: data under %s; imports from %s; exports to %s%s", join(roots.data.roots()).c_str(),
+           join(roots.imports.roots()).c_str(), join(roots.exports.roots()).c_str(),
+           cfg.security.allow_pickle ? "; TorchScript/pickle imports allowed" : "");
   JobMetrics job_metrics(metrics_registry);
   JobManagerOptions jo;
   jo.data_dir = cfg.data_dir;
   jo.device = device;
   jo.max_queued_jobs = cfg.max_queued_jobs;
   jo.default_checkpoint_every = cfg.checkpoint_every;
+  jo.data_roots = roots.data;
   JobManager jobs(jo, models, &job_metrics);
   jobs.start();
 
-  ModelServiceImpl model_service(models, &rpc_metrics);
-  JobServiceImpl job_service(jobs, &rpc_metrics);
-  EmbeddingServiceImpl embedding_service(engine, cfg, &rpc_metrics, &embedding_metrics);
-  IndexServiceImpl index_service(indexes, engine, models, cfg, &rpc_metrics);
+  std::unique_ptr<AccessControl> access;
+  if (!cfg.security.auth_tokens.empty()) access = std::make_unique<AccessControl>(cfg.security.auth_tokens);
+  log_info("security: %s", describe_security(cfg, access.get()).c_str());
+  const CallGuard guard(&rpc_metrics, access.get());
+  ModelServiceImpl model_service(models, guard, {roots.imports, roots.exports, cfg.security.allow_pickle});
+  JobServiceImpl job_service(jobs, guard);
+  EmbeddingServiceImpl embedding_service(engine, cfg, guard, &embedding_metrics);
+  IndexServiceImpl index_service(indexes, engine, models, cfg, guard);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(cfg.listen, server_credentials(cfg.security), &port);
   builder.SetMaxReceiveMessageSize(cfg.max_message_mb << 20);
   builder.SetMaxSendMessageSize(cfg.max_message_mb << 20);
+  grpc::ResourceQuota quota("refineryd");
+  quota.SetMaxThreads(cfg.max_rpc_threads);
+  builder.SetResourceQuota(quota);
+  const auto ms = [](double s) { return static_cast<int>(std::min(s * 1000.0, 2e9)); };
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, cfg.max_streams_per_connection);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(cfg.keepalive_s));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  if (cfg.max_connection_idle_s > 0) builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms(cfg.max_connection_idle_s));
+  if (cfg.max_connection_age_s > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, ms(cfg.max_connection_age_s));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, ms(cfg.shutdown_grace_s));
+  }
   builder.RegisterService(&model_service);
   builder.RegisterService(&embedding_service);
   builder.RegisterService(&index_service);
   builder.RegisterService(&job_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) throw invalid_argument("cannot listen on " + cfg.listen + " (--listen): address in use or invalid");
+  if (!server || port == 0) {
+    throw invalid_argument("cannot listen on " + cfg.listen + " (--listen): address in use or invalid" +
+                           (cfg.security.tls() ? ", or the TLS certificate and key do not match" : ""));
+  }
   std::unique_ptr<MetricsHttpServer> metrics_http;
   if (!cfg.metrics_listen.empty()) {
     metrics_http = std::make_unique<MetricsHttpServer>(metrics_registry, cfg.metrics_listen);
@@ -206,7 +305,20 @@ int run(int argc, char** argv) {
   log_info("serving gRPC on %s (port %d)", cfg.listen.c_str(), port);
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    if (!access) {
+      log_info("SIGHUP: no --auth-tokens file to reload");
+      continue;
+    }
+    try {
+      access->reload();
+      log_info("SIGHUP: reloaded %s: %s", access->tokens_file().c_str(), access->summary().c_str());
+    } catch (const std::exception& e) {
+      log_error("SIGHUP: kept the previous tokens: %s", e.what());
+    }
+  }
   log_info("received %s: draining in-flight calls (up to %.0f s)", strsignal(sig), cfg.shutdown_grace_s);
   server->GetHealthCheckService()->Shutdown();
   // A running job checkpoints where it is and resumes at the next start;

@@ -17,6 +17,8 @@ enum class ErrorCode {
   kDeadlineExceeded,    // the caller's deadline passed before the work ran
   kCancelled,           // the caller went away
   kUnavailable,         // try again later (the server is shutting down)
+  kUnauthenticated,     // no credentials, or ones the server does not know
+  kPermissionDenied,    // known caller, not allowed to do this
   kInternal,            // a bug or an unexpected library failure
 };
 
@@ -36,6 +38,8 @@ inline Error not_found(const std::string& m) { return Error(ErrorCode::kNotFound
 inline Error failed_precondition(const std::string& m) { return Error(ErrorCode::kFailedPrecondition, m); }
 inline Error resource_exhausted(const std::string& m) { return Error(ErrorCode::kResourceExhausted, m); }
 inline Error unimplemented(const std::string& m) { return Error(ErrorCode::kUnimplemented, m); }
+inline Error unauthenticated(const std::string& m) { return Error(ErrorCode::kUnauthenticated, m); }
+inline Error permission_denied(const std::string& m) { return Error(ErrorCode::kPermissionDenied, m); }
 inline Error internal_error(const std::string& m) { return Error(ErrorCode::kInternal, m); }
 
 // A parser's message without the input it quotes: nlohmann::json's "...;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "core/base/atomic_file.h"
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/state_dict.h"
@@ -81,9 +82,8 @@ void CheckpointWriter::write_hf_folder(ClipModel& model, const std::string& dir,
   if (!is_empty_or_missing_dir(dir)) {
     throw failed_precondition(dir + ": exists and is not empty; refusing to overwrite");
   }
-  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
-  remove_tree_shallow(tmp);
-  if (::mkdir(tmp.c_str(), 0755) != 0) throw invalid_argument(tmp + ": cannot create folder: " + std::strerror(errno));
+  const std::string tmp = make_temp_dir_beside(dir);
+  ::chmod(tmp.c_str(), 0755);
   try {
     const ClipConfig& c = model->config();
     SafetensorsWriter writer;
@@ -108,9 +108,10 @@ void CheckpointWriter::write_hf_folder(ClipModel& model, const std::string& dir,
         {"image_processor_type", "CLIPImageProcessor"}};
     write_file_atomically(tmp + "/preprocessor_config.json", preprocessor.dump(2) + "\n");
     ::rmdir(dir.c_str());  // empty target folder, if any
-    if (::rename(tmp.c_str(), dir.c_str()) != 0) {
-      throw invalid_argument(dir + ": cannot move the written folder into place: " + std::strerror(errno));
-    }
+    fsync_dir(tmp);
+    if (::rename(tmp.c_str(), dir.c_str()) != 0) throw write_error("cannot move the written folder into place", dir, errno);
+    const size_t slash = dir.find_last_of('/');
+    fsync_dir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash));
   } catch (...) {
     remove_tree_shallow(tmp);
     throw;

@@ -298,16 +298,28 @@ CaptionDataset load_caption_dataset(const std::string& spec, const CaptionDatase
   if (scheme == "coco") {
     std::string annotations, image_dir;
     split_coco(rest, &annotations, &image_dir);
+    if (options.roots != nullptr) {
+      options.roots->check(annotations, "data set file");
+      options.roots->check(image_dir, "image folder");
+    }
     ds.items = load_coco(annotations, image_dir, options);
-  } else if (scheme == "csv") {
-    ds.items = load_csv(rest, options);
-  } else if (scheme == "jsonl") {
-    ds.items = load_jsonl(rest, options);
+  } else if (scheme == "csv" || scheme == "jsonl") {
+    if (options.roots != nullptr) options.roots->check(rest, "data set file");
+    ds.items = scheme == "csv" ? load_csv(rest, options) : load_jsonl(rest, options);
   } else {
     throw invalid_argument("data set " + quoted(spec) + ": unknown scheme " + quoted(scheme) + "; the schemes are coco, csv and jsonl (" +
                            forms + ")");
   }
   if (ds.items.empty()) throw invalid_argument("data set " + quoted(spec) + ": no captions at all");
+  if (options.roots != nullptr) {
+    for (const CaptionedImage& item : ds.items) {
+      try {
+        options.roots->check(item.image_path, "image");
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kNotFound) throw Error(e.code(), "data set " + quoted(spec) + ": " + e.what());
+      }
+    }
+  }
 
   if (options.check_images_exist) {
     Offenders missing(options.max_offenders_listed);

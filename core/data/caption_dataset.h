@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "core/base/path_roots.h"
+
 namespace refinery {
 
 struct CaptionedImage {
@@ -36,6 +38,9 @@ struct CaptionDataset {
 struct CaptionDatasetOptions {
   bool check_images_exist = true;    // stat every image file while loading
   size_t max_offenders_listed = 5;   // how many empty captions / missing files a message names
+  // The spec's files are checked before they are read, and every image path
+  // before it is looked at: PERMISSION_DENIED naming the first outside them.
+  const PathRoots* roots = nullptr;
 };
 
 // The spec schemes understood, for messages and --help: "coco", "csv", "jsonl".

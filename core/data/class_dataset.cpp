@@ -197,8 +197,18 @@ ClassDataset load_class_dataset(const std::string& spec, const ClassDatasetOptio
   if (rest.empty() || (scheme != "folder" && scheme != "csv")) {
     throw invalid_argument("class data set " + in_quotes(spec) + ": expected folder:DIR or csv:FILE");
   }
+  if (options.roots != nullptr) options.roots->check(rest, scheme == "folder" ? "class data set folder" : "class data set file");
   ClassDataset ds = scheme == "folder" ? load_folder(rest, options) : load_csv_classes(rest);
   ds.spec = spec;
+  if (options.roots != nullptr) {
+    for (const auto& item : ds.items) {
+      try {
+        options.roots->check(item.image_path, "image");
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kNotFound) throw Error(e.code(), "class data set " + in_quotes(spec) + ": " + e.what());
+      }
+    }
+  }
   if (options.check_images) {
     std::vector<std::string> paths;
     paths.reserve(ds.items.size());

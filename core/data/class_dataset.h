@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "core/base/path_roots.h"
+
 namespace refinery {
 
 struct LabeledImage {
@@ -40,6 +42,9 @@ struct ClassDataset {
 struct ClassDatasetOptions {
   bool check_images = true;         // each image file: there, readable, starts like an image
   size_t max_offenders_listed = 5;  // how many bad files / empty classes a message names
+  // The folder or file is checked before it is read, and every image path
+  // (a class folder may hold symlinks) before it is looked at.
+  const PathRoots* roots = nullptr;
 };
 
 // The spec schemes understood: "folder", "csv".

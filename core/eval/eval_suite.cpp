@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -181,6 +182,16 @@ PreparedEvalSuite prepare_eval_suite(const EvalSuiteSpec& suite, const EvalPrepa
       if (spec.kind == EvalKind::kZeroShot) {
         ClassDatasetOptions data_options;
         data_options.check_images = options.check_images;
+        data_options.roots = options.roots;
+        if (options.roots != nullptr) {
+          if (!spec.names.classnames_file.empty()) options.roots->check(spec.names.classnames_file, "classnames file");
+          // A templates value is a file or a data set name of zeroshot_prompts.json.
+          std::error_code ec;
+          if (!spec.templates.empty() &&
+              (spec.templates.find('/') != std::string::npos || std::filesystem::exists(spec.templates, ec))) {
+            options.roots->check(spec.templates, "templates file");
+          }
+        }
         task.classes = load_class_dataset(spec.data, data_options);
         task.class_names = resolve_class_names(task.classes, spec.names);
         if (!spec.template_list.empty()) {
@@ -195,6 +206,7 @@ PreparedEvalSuite prepare_eval_suite(const EvalSuiteSpec& suite, const EvalPrepa
       } else {
         CaptionDatasetOptions data_options;
         data_options.check_images_exist = options.check_images;
+        data_options.roots = options.roots;
         task.captions = load_caption_dataset(spec.data, data_options);
         if (options.check_images) {
           std::vector<std::string> paths;

@@ -88,6 +88,9 @@ struct PreparedEvalSuite {
 
 struct EvalPrepareOptions {
   bool check_images = true;  // every image file there, readable, an image (header only)
+  // Data sets, their images, names and templates files must lie inside
+  // these (a server's --data-root); null: anywhere.
+  const PathRoots* roots = nullptr;
 };
 
 // Loads and checks everything a run needs, so bad input fails before any

@@ -68,9 +68,15 @@ torch::Tensor ResidualAttentionBlockImpl::forward(const torch::Tensor& x, const 
     auto h = x + attn->forward(ln_1->forward(x), mask);
     return h + mlp->forward(ln_2->forward(h));
   }
-  // Inference: add the residual into the branch's fresh output buffer.
-  auto h = attn->forward(ln_1->forward(x), mask).add_(x);
-  return mlp->forward(ln_2->forward(h)).add_(h);
+  // Inference: add the residual into the branch's fresh output buffer. Under
+  // autocast the branch is bf16 and x fp32: then add out of place, which
+  // promotes to fp32 as the training path does, so that a frozen teacher and
+  // its trained copy compute the very same numbers.
+  auto residual = [](torch::Tensor branch, const torch::Tensor& skip) {
+    return branch.scalar_type() == skip.scalar_type() ? branch.add_(skip) : skip + branch;
+  };
+  auto h = residual(attn->forward(ln_1->forward(x), mask), x);
+  return residual(mlp->forward(ln_2->forward(h)), h);
 }
 
 TransformerImpl::TransformerImpl(const TransformerOptions& o) {

@@ -13,6 +13,7 @@
 #include "core/data/training_data_loader.h"
 #include "core/eval/alignment_metrics.h"
 #include "core/runtime/autocast_guard.h"
+#include "core/train/training_precision.h"
 #include "core/text/bpe_tokenizer.h"
 #include "core/train/adamw.h"
 #include "core/train/rafa_loss.h"
@@ -63,8 +64,8 @@ RefineTrainer::RefineTrainer(ClipModel base, std::shared_ptr<const CaptionDatase
       state_(std::make_unique<State>()) {
   options_.validate();
   if (!data_ || data_->items.empty()) throw invalid_argument("the data set has no images");
-  bf16_ = options_.precision == TrainingPrecision::kBFloat16 ||
-          (options_.precision == TrainingPrecision::kAuto && device_.is_cuda());
+  check_training_precision(options_.precision, device_);
+  bf16_ = options_.precision == TrainingPrecision::kBFloat16;
 
   // fp32 master weights whatever the checkpoint held.
   student_->to(device_, torch::kFloat32);

@@ -82,7 +82,4 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
-// Writes `contents` to `path` atomically (temporary file, fsync, rename).
-void write_file_atomically(const std::string& path, const std::string& contents);
-
 }  // namespace refinery

@@ -32,24 +32,24 @@ const char* lr_schedule_name(LrSchedule schedule) {
 }
 
 TrainingPrecision parse_training_precision(const std::string& name) {
-  if (name.empty() || name == "auto") return TrainingPrecision::kAuto;
-  if (name == "fp32" || name == "float32") return TrainingPrecision::kFloat32;
+  if (name.empty() || name == "auto" || name == "fp32" || name == "float32") return TrainingPrecision::kFloat32;
   if (name == "bf16" || name == "bfloat16") return TrainingPrecision::kBFloat16;
-  throw invalid_argument("unknown precision '" + name + "' (choose auto, fp32 or bf16)");
+  throw invalid_argument("unknown precision '" + name + "' (choose fp32 or bf16)");
 }
 
 const char* training_precision_name(TrainingPrecision precision) {
   switch (precision) {
     case TrainingPrecision::kFloat32: return "fp32";
     case TrainingPrecision::kBFloat16: return "bf16";
-    default: return "auto";
+    default: return "fp32";
   }
 }
 
 void RefineOptions::validate() const {
   objective.validate();
-  require(epochs >= 1, "epochs", std::to_string(epochs), "must be at least 1");
-  require(max_steps >= 0, "max_steps", std::to_string(max_steps), "must not be negative");
+  require(epochs >= 1 && epochs <= 100000, "epochs", std::to_string(epochs), "must be in [1, 100000]");
+  require(max_steps >= 0 && max_steps <= 1'000'000'000, "max_steps", std::to_string(max_steps),
+          "must be in [0, 1e9] (0 = the epochs decide)");
   require(batch_size >= 1 && batch_size <= 65536, "batch_size", std::to_string(batch_size), "must be in [1, 65536]");
   require(micro_batch_size >= 0, "micro_batch_size", std::to_string(micro_batch_size), "must not be negative (0 = the whole batch)");
   require(std::isfinite(lr) && lr > 0 && lr < 1, "lr", num(lr), "must be in (0, 1)");
@@ -58,7 +58,8 @@ void RefineOptions::validate() const {
   require(beta1 >= 0 && beta1 < 1, "beta1", num(beta1), "must be in [0, 1)");
   require(beta2 >= 0 && beta2 < 1, "beta2", num(beta2), "must be in [0, 1)");
   require(eps > 0, "eps", num(eps), "must be positive");
-  require(warmup_steps >= 0, "warmup_steps", std::to_string(warmup_steps), "must not be negative");
+  require(warmup_steps >= 0 && warmup_steps <= 1'000'000'000, "warmup_steps", std::to_string(warmup_steps),
+          "must be in [0, 1e9]");
   require(std::isfinite(grad_clip) && grad_clip >= 0, "grad_clip", num(grad_clip), "must be >= 0 (0 = none)");
   require(std::isfinite(val_fraction) && val_fraction >= 0 && val_fraction <= 0.5, "val_fraction", num(val_fraction),
           "must be in [0, 0.5]");

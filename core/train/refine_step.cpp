@@ -44,18 +44,23 @@ StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens
   const int64_t rows = pixels.size(0);
   const int64_t micro = options_.micro_batch_size;
   ObjectiveTerms terms;
+  // Under bf16 the encoders run in autocast and the objective in fp32
+  // outside it (features cast up), as torch.autocast users write it.
+  const auto fp32 = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat32) : t; };
   if (micro <= 0 || micro >= rows) {
-    AutocastGuard autocast(device_.type(), bf16_);
-    torch::Tensor f_i = student_->encode_image(pixels);
-    torch::Tensor f_t = student_->encode_text(tokens);
-    mark(&out.student_forward_s);
-    torch::Tensor g_i, g_t, z_i, z_t;
-    if (teacher_) {
-      torch::NoGradGuard no_grad;
-      g_i = teacher_->encode_image(pixels);
-      g_t = teacher_->encode_text(tokens);
+    torch::Tensor f_i, f_t, g_i, g_t, z_i, z_t;
+    {
+      AutocastGuard autocast(device_.type(), bf16_);
+      f_i = fp32(student_->encode_image(pixels));
+      f_t = fp32(student_->encode_text(tokens));
+      mark(&out.student_forward_s);
+      if (teacher_) {
+        torch::NoGradGuard no_grad;
+        g_i = fp32(teacher_->encode_image(pixels));
+        g_t = fp32(teacher_->encode_text(tokens));
+      }
+      mark(&out.teacher_forward_s);
     }
-    mark(&out.teacher_forward_s);
     if (needs_prior(method)) {
       std::tie(z_i, z_t) = sample_rafa_prior(options_.objective.rafa, rows, f_i.size(1), options_.seed, step, device_);
     }
@@ -88,12 +93,12 @@ StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens
           gi.push_back(teacher_->encode_image(pixels.slice(0, b, e)));
           gt.push_back(teacher_->encode_text(tokens.slice(0, b, e)));
         }
-        g_i = torch::cat(gi);
-        g_t = torch::cat(gt);
+        g_i = fp32(torch::cat(gi));
+        g_t = fp32(torch::cat(gt));
       }
       mark(&out.teacher_forward_s);
-      f_i = torch::cat(fi);
-      f_t = torch::cat(ft);
+      f_i = fp32(torch::cat(fi));
+      f_t = fp32(torch::cat(ft));
     }
     f_i.requires_grad_(true);
     f_t.requires_grad_(true);
@@ -109,8 +114,8 @@ StepLosses RefineStep::run(const at::Tensor& pixels_in, const at::Tensor& tokens
       torch::Tensor ci, ct;
       {
         AutocastGuard autocast(device_.type(), bf16_);
-        ci = student_->encode_image(pixels.slice(0, b, e));
-        ct = student_->encode_text(tokens.slice(0, b, e));
+        ci = fp32(student_->encode_image(pixels.slice(0, b, e)));
+        ct = fp32(student_->encode_text(tokens.slice(0, b, e)));
       }
       torch::autograd::backward({ci, ct}, {grad_i.slice(0, b, e), grad_t.slice(0, b, e)});
     }

@@ -11,6 +11,8 @@
 
 #include <torch/torch.h>
 
+#include "core/base/atomic_file.h"
+#include "core/base/disk_space.h"
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/checkpoint_writer.h"
@@ -27,14 +29,6 @@ std::string folder_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%s%08lld", kPrefix, static_cast<long long>(step));
   return buf;
-}
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
 }
 
 std::optional<TrainingCheckpointInfo> read_info(const fs::path& folder) {
@@ -66,6 +60,10 @@ TrainingCheckpointInfo TrainingCheckpoint::save(const std::string& dir, int64_t 
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw internal_error("cannot create checkpoint folder " + dir + ": " + ec.message());
+  // The weights and AdamW's two moments, in fp32.
+  uint64_t values = 0;
+  for (const auto& p : student->parameters()) values += static_cast<uint64_t>(p.numel());
+  require_free_space(dir, values * 4 * 3, "the checkpoint of step " + std::to_string(step));
   const fs::path final_path = fs::path(dir) / folder_name(step);
   const fs::path tmp_path = fs::path(dir) / (".partial-" + folder_name(step));
   fs::remove_all(tmp_path, ec);

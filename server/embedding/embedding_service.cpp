@@ -9,7 +9,6 @@
 #include "server/embedding/embedding_engine.h"
 #include "server/embedding/embedding_metrics.h"
 #include "server/models/model_registry.h"
-#include "server/runtime/call_guard.h"
 
 namespace refinery {
 namespace {
@@ -66,7 +65,7 @@ void fill_timing(const CallTiming& t, double total_ms, v1::Timing* out) {
 
 grpc::Status EmbeddingServiceImpl::EmbedText(grpc::ServerContext* context, const v1::EmbedTextRequest* request,
                                              v1::EmbedResponse* response) {
-  return guarded(rpc_metrics_, "EmbedText", [&] {
+  return guard_(context, "EmbedText", [&] {
     const auto start = Clock::now();
     check_request_size(request->texts_size(), config_.max_request_items, "texts");
     const std::vector<std::string> texts(request->texts().begin(), request->texts().end());
@@ -80,7 +79,7 @@ grpc::Status EmbeddingServiceImpl::EmbedText(grpc::ServerContext* context, const
 
 grpc::Status EmbeddingServiceImpl::EmbedImage(grpc::ServerContext* context, const v1::EmbedImageRequest* request,
                                               v1::EmbedResponse* response) {
-  return guarded(rpc_metrics_, "EmbedImage", [&] {
+  return guard_(context, "EmbedImage", [&] {
     const auto start = Clock::now();
     check_request_size(request->images_size(), config_.max_request_items, "images");
     EmbedOutput out = engine_.embed_images(request->model(), image_inputs(request->images()), call_control(context));
@@ -93,7 +92,7 @@ grpc::Status EmbeddingServiceImpl::EmbedImage(grpc::ServerContext* context, cons
 
 grpc::Status EmbeddingServiceImpl::Classify(grpc::ServerContext* context, const v1::ClassifyRequest* request,
                                             v1::ClassifyResponse* response) {
-  return guarded(rpc_metrics_, "Classify", [&] {
+  return guard_(context, "Classify", [&] {
     const auto start = Clock::now();
     if (request->labels().empty()) throw invalid_argument("no labels given");
     check_request_size(request->images_size(), config_.max_request_items, "images");
@@ -163,7 +162,7 @@ grpc::Status EmbeddingServiceImpl::Classify(grpc::ServerContext* context, const 
 
 grpc::Status EmbeddingServiceImpl::Rank(grpc::ServerContext* context, const v1::RankRequest* request,
                                         v1::RankResponse* response) {
-  return guarded(rpc_metrics_, "Rank", [&] {
+  return guard_(context, "Rank", [&] {
     const auto start = Clock::now();
     const auto control = call_control(context);
     CallTiming timing;

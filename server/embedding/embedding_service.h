@@ -3,6 +3,7 @@
 #pragma once
 
 #include "refinery/v1/embedding.grpc.pb.h"
+#include "server/runtime/call_guard.h"
 #include "server/embedding/class_embedding_cache.h"
 #include "server/runtime/server_config.h"
 
@@ -10,7 +11,6 @@ namespace refinery {
 
 class EmbeddingEngine;
 class EmbeddingMetrics;
-class RpcMetrics;
 struct CallTiming;
 
 // Request limits shared by the services that take lists.
@@ -19,9 +19,9 @@ void fill_timing(const CallTiming& t, double total_ms, v1::Timing* out);
 
 class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
  public:
-  EmbeddingServiceImpl(EmbeddingEngine& engine, const ServerConfig& config, RpcMetrics* rpc_metrics,
+  EmbeddingServiceImpl(EmbeddingEngine& engine, const ServerConfig& config, CallGuard guard,
                        EmbeddingMetrics* metrics)
-      : engine_(engine), config_(config), rpc_metrics_(rpc_metrics), metrics_(metrics) {}
+      : engine_(engine), config_(config), guard_(guard), metrics_(metrics) {}
 
   grpc::Status EmbedText(grpc::ServerContext*, const v1::EmbedTextRequest*, v1::EmbedResponse*) override;
   grpc::Status EmbedImage(grpc::ServerContext*, const v1::EmbedImageRequest*, v1::EmbedResponse*) override;
@@ -33,7 +33,7 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
  private:
   EmbeddingEngine& engine_;
   const ServerConfig& config_;
-  RpcMetrics* rpc_metrics_;
+  CallGuard guard_;
   EmbeddingMetrics* metrics_;
   ClassEmbeddingCache classifiers_;  // Classify's class embeddings by (model, labels, templates)
 };

@@ -11,7 +11,6 @@
 #include "server/embedding/embedding_service.h"
 #include "server/index/index_registry.h"
 #include "server/models/model_registry.h"
-#include "server/runtime/call_guard.h"
 
 namespace refinery {
 namespace {
@@ -67,6 +66,9 @@ void check_vector(const v1::Vector& v, int dim, const std::string& what) {
   }
 }
 
+constexpr size_t kMaxIdBytes = 512;
+constexpr size_t kMaxMetadataBytes = 64 << 10;
+
 void check_metadata(const std::string& json, const std::string& what) {
   if (json.empty()) return;
   nlohmann::json parsed;
@@ -80,9 +82,9 @@ void check_metadata(const std::string& json, const std::string& what) {
 
 }  // namespace
 
-grpc::Status IndexServiceImpl::CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest* request,
+grpc::Status IndexServiceImpl::CreateIndex(grpc::ServerContext* context, const v1::CreateIndexRequest* request,
                                            v1::IndexInfo* response) {
-  return guarded(metrics_, "CreateIndex", [&] {
+  return guard_(context, "CreateIndex", [&] {
     const ModelEntry model = models_.resolve(request->model());  // bound to an exact version
     IndexOptions o;
     o.kind = kind_from_proto(request->options().kind());
@@ -93,31 +95,37 @@ grpc::Status IndexServiceImpl::CreateIndex(grpc::ServerContext*, const v1::Creat
   });
 }
 
-grpc::Status IndexServiceImpl::ListIndexes(grpc::ServerContext*, const v1::ListIndexesRequest*,
+grpc::Status IndexServiceImpl::ListIndexes(grpc::ServerContext* context, const v1::ListIndexesRequest*,
                                            v1::ListIndexesResponse* response) {
-  return guarded(metrics_, "ListIndexes", [&] {
+  return guard_(context, "ListIndexes", [&] {
     for (const auto& info : indexes_.list()) fill_index_info(info, response->add_indexes());
   });
 }
 
-grpc::Status IndexServiceImpl::GetIndex(grpc::ServerContext*, const v1::GetIndexRequest* request,
+grpc::Status IndexServiceImpl::GetIndex(grpc::ServerContext* context, const v1::GetIndexRequest* request,
                                         v1::IndexInfo* response) {
-  return guarded(metrics_, "GetIndex", [&] { fill_index_info(indexes_.get(request->name())->info(), response); });
+  return guard_(context, "GetIndex", [&] { fill_index_info(indexes_.get(request->name())->info(), response); });
 }
 
-grpc::Status IndexServiceImpl::DropIndex(grpc::ServerContext*, const v1::DropIndexRequest* request,
+grpc::Status IndexServiceImpl::DropIndex(grpc::ServerContext* context, const v1::DropIndexRequest* request,
                                          v1::DropIndexResponse*) {
-  return guarded(metrics_, "DropIndex", [&] { indexes_.drop(request->name()); });
+  return guard_(context, "DropIndex", [&] { indexes_.drop(request->name()); });
 }
 
 grpc::Status IndexServiceImpl::AddItems(grpc::ServerContext* context, const v1::AddItemsRequest* request,
                                         v1::AddItemsResponse* response) {
-  return guarded(metrics_, "AddItems", [&] {
+  return guard_(context, "AddItems", [&] {
     const auto start = Clock::now();
     const IndexInfo info = indexes_.get(request->index())->info();
     if (request->items().empty()) throw invalid_argument("no items given");
     check_request_size(request->items_size(), config_.max_request_items, "items");
     const int n = request->items_size();
+    // Replacing existing ids may not grow the index; the store checks exactly.
+    if (info.size + n > config_.max_index_items) {
+      throw resource_exhausted("index " + info.name + " holds " + std::to_string(info.size) + " items; adding " +
+                               std::to_string(n) + " would pass the limit of " + std::to_string(config_.max_index_items) +
+                               " (--max-index-items)");
+    }
     // Embed texts and images in one call each; vectors go straight in.
     std::vector<std::string> texts, ids(n), metadata(n);
     std::vector<int> text_rows, image_rows;
@@ -125,8 +133,16 @@ grpc::Status IndexServiceImpl::AddItems(grpc::ServerContext* context, const v1::
     auto vectors = torch::empty({n, info.dim}, torch::kFloat);
     for (int i = 0; i < n; ++i) {
       const auto& item = request->items(i);
-      const std::string what = "items[" + std::to_string(i) + "] (id '" + item.id() + "')";
       if (item.id().empty()) throw invalid_argument("items[" + std::to_string(i) + "] has no id");
+      if (item.id().size() > kMaxIdBytes) {
+        throw invalid_argument("items[" + std::to_string(i) + "]: id of " + std::to_string(item.id().size()) +
+                               " bytes; the limit is " + std::to_string(kMaxIdBytes));
+      }
+      const std::string what = "items[" + std::to_string(i) + "] (id '" + item.id() + "')";
+      if (item.metadata_json().size() > kMaxMetadataBytes) {
+        throw invalid_argument(what + ": metadata of " + std::to_string(item.metadata_json().size()) +
+                               " bytes; the limit is " + std::to_string(kMaxMetadataBytes));
+      }
       ids[i] = item.id();
       check_metadata(item.metadata_json(), what);
       metadata[i] = item.metadata_json();
@@ -175,9 +191,9 @@ grpc::Status IndexServiceImpl::AddItems(grpc::ServerContext* context, const v1::
   });
 }
 
-grpc::Status IndexServiceImpl::DeleteItems(grpc::ServerContext*, const v1::DeleteItemsRequest* request,
+grpc::Status IndexServiceImpl::DeleteItems(grpc::ServerContext* context, const v1::DeleteItemsRequest* request,
                                            v1::DeleteItemsResponse* response) {
-  return guarded(metrics_, "DeleteItems", [&] {
+  return guard_(context, "DeleteItems", [&] {
     if (request->ids().empty()) throw invalid_argument("no ids given");
     const std::vector<std::string> ids(request->ids().begin(), request->ids().end());
     const RemoveItemsResult r = indexes_.remove(request->index(), ids);
@@ -188,7 +204,7 @@ grpc::Status IndexServiceImpl::DeleteItems(grpc::ServerContext*, const v1::Delet
 
 grpc::Status IndexServiceImpl::Search(grpc::ServerContext* context, const v1::SearchRequest* request,
                                       v1::SearchResponse* response) {
-  return guarded(metrics_, "Search", [&] {
+  return guard_(context, "Search", [&] {
     const auto start = Clock::now();
     auto handle = indexes_.get(request->index());
     const IndexInfo info = handle->info();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "refinery/v1/index.grpc.pb.h"
+#include "server/runtime/call_guard.h"
 #include "server/runtime/server_config.h"
 
 namespace refinery {
@@ -11,13 +12,12 @@ namespace refinery {
 class IndexRegistry;
 class EmbeddingEngine;
 class ModelRegistry;
-class RpcMetrics;
 
 class IndexServiceImpl final : public v1::IndexService::Service {
  public:
   IndexServiceImpl(IndexRegistry& indexes, EmbeddingEngine& engine, ModelRegistry& models, const ServerConfig& config,
-                   RpcMetrics* metrics)
-      : indexes_(indexes), engine_(engine), models_(models), config_(config), metrics_(metrics) {}
+                   CallGuard guard)
+      : indexes_(indexes), engine_(engine), models_(models), config_(config), guard_(guard) {}
 
   grpc::Status CreateIndex(grpc::ServerContext*, const v1::CreateIndexRequest*, v1::IndexInfo*) override;
   grpc::Status ListIndexes(grpc::ServerContext*, const v1::ListIndexesRequest*, v1::ListIndexesResponse*) override;
@@ -32,7 +32,7 @@ class IndexServiceImpl final : public v1::IndexService::Service {
   EmbeddingEngine& engine_;
   ModelRegistry& models_;
   const ServerConfig& config_;
-  RpcMetrics* metrics_;
+  CallGuard guard_;
 };
 
 }  // namespace refinery

@@ -17,6 +17,7 @@
 #include "core/model/clip_model.h"
 #include "core/refine/refine_trainer.h"
 #include "core/runtime/torch_runtime.h"
+#include "core/train/training_precision.h"
 #include "server/jobs/job_metrics.h"
 #include "server/jobs/model_evaluation.h"
 #include "server/jobs/sweep_grid.h"
@@ -101,6 +102,12 @@ JobManager::~JobManager() { shutdown(); }
 bool JobManager::stopping() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stopping_;
+}
+
+CaptionDatasetOptions JobManager::data_options() const {
+  CaptionDatasetOptions o;
+  o.roots = &options_.data_roots;
+  return o;
 }
 
 std::string JobManager::job_dir(const std::string& id) const { return options_.data_dir + "/jobs/" + id; }
@@ -242,8 +249,9 @@ JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec, 
   }
   spec.set_name(spec.name() + name_suffix);
   ModelRegistry::validate_name(spec.name());
-  const CaptionDataset data = load_caption_dataset(spec.data());
+  const CaptionDataset data = load_caption_dataset(spec.data(), data_options());
   const RefineOptions options = refine_options_from_spec(spec);
+  check_training_precision(options.precision, resolve_device(options_.device));
   const DatasetSplit split = split_dataset(data.items.size(), options.val_fraction, options.split_seed);
   if (static_cast<int64_t>(split.train.size()) < options.batch_size) {
     throw invalid_argument("data set " + spec.data() + " has " + std::to_string(split.train.size()) +
@@ -253,7 +261,7 @@ JobManager::PreparedJob JobManager::prepare_refine(const v1::JobSpec& raw_spec, 
   spec.set_kind(v1::JOB_KIND_REFINE);
   std::string suite_note;
   if (!spec.eval_suite().empty()) {
-    const PreparedEvalSuite suite = prepare_job_eval_suite(spec.eval_suite());
+    const PreparedEvalSuite suite = prepare_job_eval_suite(spec.eval_suite(), &options_.data_roots);
     spec.set_eval_suite(canonical_eval_suite(spec.eval_suite()));
     suite_note = "; suite '" + suite.name + "' evaluated before and after";
   }
@@ -291,7 +299,7 @@ v1::Job JobManager::submit_eval(const v1::JobSpec& raw_spec, const std::string& 
         "an eval job takes model and eval_suite; base_model and data (and eval_at_epochs) belong to refine jobs");
   }
   const ModelEntry model = models_.resolve(raw_spec.model());
-  const PreparedEvalSuite suite = prepare_job_eval_suite(raw_spec.eval_suite());
+  const PreparedEvalSuite suite = prepare_job_eval_suite(raw_spec.eval_suite(), &options_.data_roots);
   v1::JobSpec spec;
   spec.set_kind(v1::JOB_KIND_EVAL);
   spec.set_model(model.ref());
@@ -648,7 +656,7 @@ v1::EvalReport JobManager::evaluate_in_job(const std::string& id, const ModelEnt
                                            const std::string& suite_json, const std::string& phase,
                                            const std::function<bool()>& stopping) {
   // Checked again: the files may have changed since the submit.
-  const PreparedEvalSuite suite = prepare_job_eval_suite(suite_json);
+  const PreparedEvalSuite suite = prepare_job_eval_suite(suite_json, &options_.data_roots);
   log_info("job %s: evaluating %s over suite '%s' (%s, %zu tasks, %lld items)", id.c_str(), model.ref().c_str(),
            suite.name.c_str(), phase.c_str(), suite.tasks.size(), static_cast<long long>(suite.total_items()));
   const bool counts_steps = phase == "eval";
@@ -772,7 +780,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
       read_options.model_config_path = base.model_config_path;
       model = CheckpointReader::load_model(base.path, read_options);
     }
-    auto data = std::make_shared<CaptionDataset>(load_caption_dataset(spec.data()));
+    auto data = std::make_shared<CaptionDataset>(load_caption_dataset(spec.data(), data_options()));
     const RefineOptions options = refine_options_from_spec(spec);
     const c10::Device device = resolve_device(options_.device);
     RefineTrainer trainer(std::move(model), data, options, device, checkpoint_dir);

@@ -20,6 +20,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "core/base/path_roots.h"
+#include "core/data/caption_dataset.h"
 #include "refinery/v1/job.pb.h"
 
 namespace refinery {
@@ -36,6 +39,7 @@ struct JobManagerOptions {
   std::string device = "cpu";           // where training runs
   int max_queued_jobs = 64;             // beyond: RESOURCE_EXHAUSTED
   int64_t default_checkpoint_every = 100;
+  PathRoots data_roots;                 // where data sets and eval sets may lie (--data-root); none: anywhere
 };
 
 class JobManager {
@@ -119,6 +123,7 @@ class JobManager {
   v1::Job set_state(const std::string& id, v1::JobState state, const std::string& message,
                     const std::function<void(v1::Job&)>& also = {});
   std::string job_dir(const std::string& id) const;
+  CaptionDatasetOptions data_options() const;  // confined to options_.data_roots
   void refresh_state_metrics();
 
   JobManagerOptions options_;

@@ -2,7 +2,6 @@
 
 #include "core/base/error.h"
 #include "server/jobs/job_manager.h"
-#include "server/runtime/call_guard.h"
 
 namespace refinery {
 namespace {
@@ -13,43 +12,43 @@ void require_id(const std::string& id) {
 
 }  // namespace
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request, v1::Job* response) {
-  return guarded(metrics_, "SubmitJob", [&] { *response = jobs_.submit(request->spec(), request->client_request_id()); });
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request, v1::Job* response) {
+  return guard_(context, "SubmitJob", [&] { *response = jobs_.submit(request->spec(), request->client_request_id()); });
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request, v1::Job* response) {
-  return guarded(metrics_, "GetJob", [&] {
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) {
+  return guard_(context, "GetJob", [&] {
     require_id(request->id());
     *response = jobs_.get(request->id());
   });
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  return guarded(metrics_, "ListJobs", [&] {
+  return guard_(context, "ListJobs", [&] {
     std::vector<v1::JobState> states;
     for (int s : request->states()) states.push_back(static_cast<v1::JobState>(s));
     for (v1::Job& j : jobs_.list(states)) *response->add_jobs() = std::move(j);
   });
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request, v1::Job* response) {
-  return guarded(metrics_, "CancelJob", [&] {
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request, v1::Job* response) {
+  return guard_(context, "CancelJob", [&] {
     require_id(request->id());
     *response = jobs_.cancel(request->id());
   });
 }
 
-grpc::Status JobServiceImpl::ResumeJob(grpc::ServerContext*, const v1::ResumeJobRequest* request, v1::Job* response) {
-  return guarded(metrics_, "ResumeJob", [&] {
+grpc::Status JobServiceImpl::ResumeJob(grpc::ServerContext* context, const v1::ResumeJobRequest* request, v1::Job* response) {
+  return guard_(context, "ResumeJob", [&] {
     require_id(request->id());
     *response = jobs_.resume(request->id());
   });
 }
 
-grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext*, const v1::DeleteJobRequest* request,
+grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* context, const v1::DeleteJobRequest* request,
                                        v1::DeleteJobResponse*) {
-  return guarded(metrics_, "DeleteJob", [&] {
+  return guard_(context, "DeleteJob", [&] {
     require_id(request->id());
     jobs_.remove(request->id());
   });
@@ -57,7 +56,7 @@ grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext*, const v1::DeleteJob
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
-  return guarded(metrics_, "WatchJob", [&] {
+  return guard_(context, "WatchJob", [&] {
     require_id(request->id());
     if (request->from_seq() < 0) throw invalid_argument("from_seq must not be negative");
     int64_t next = std::max<int64_t>(request->from_seq(), 1);
@@ -78,29 +77,29 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
   });
 }
 
-grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext*, const v1::SubmitSweepRequest* request,
+grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext* context, const v1::SubmitSweepRequest* request,
                                          v1::Sweep* response) {
-  return guarded(metrics_, "SubmitSweep",
+  return guard_(context, "SubmitSweep",
                  [&] { *response = jobs_.submit_sweep(request->spec(), request->client_request_id()); });
 }
 
-grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* request, v1::Sweep* response) {
-  return guarded(metrics_, "GetSweep", [&] {
+grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* context, const v1::GetSweepRequest* request, v1::Sweep* response) {
+  return guard_(context, "GetSweep", [&] {
     if (request->id().empty()) throw invalid_argument("a sweep id is required");
     *response = jobs_.get_sweep(request->id());
   });
 }
 
-grpc::Status JobServiceImpl::ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+grpc::Status JobServiceImpl::ListSweeps(grpc::ServerContext* context, const v1::ListSweepsRequest*,
                                         v1::ListSweepsResponse* response) {
-  return guarded(metrics_, "ListSweeps", [&] {
+  return guard_(context, "ListSweeps", [&] {
     for (v1::Sweep& s : jobs_.list_sweeps()) *response->add_sweeps() = std::move(s);
   });
 }
 
-grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext*, const v1::CancelSweepRequest* request,
+grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* context, const v1::CancelSweepRequest* request,
                                          v1::Sweep* response) {
-  return guarded(metrics_, "CancelSweep", [&] {
+  return guard_(context, "CancelSweep", [&] {
     if (request->id().empty()) throw invalid_argument("a sweep id is required");
     *response = jobs_.cancel_sweep(request->id());
   });

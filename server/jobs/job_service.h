@@ -1,15 +1,15 @@
 // refinery.v1.JobService over the JobManager.
 #pragma once
 #include "refinery/v1/job.grpc.pb.h"
+#include "server/runtime/call_guard.h"
 
 namespace refinery {
 
 class JobManager;
-class RpcMetrics;
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  JobServiceImpl(JobManager& jobs, RpcMetrics* metrics) : jobs_(jobs), metrics_(metrics) {}
+  JobServiceImpl(JobManager& jobs, CallGuard guard) : jobs_(jobs), guard_(guard) {}
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::Job*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
@@ -27,7 +27,7 @@ class JobServiceImpl final : public v1::JobService::Service {
 
  private:
   JobManager& jobs_;
-  RpcMetrics* metrics_;
+  CallGuard guard_;
 };
 
 }  // namespace refinery

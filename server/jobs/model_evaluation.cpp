@@ -38,10 +38,12 @@ std::string weights_key(const ModelEntry& m) {
 
 }  // namespace
 
-PreparedEvalSuite prepare_job_eval_suite(const std::string& suite_json) {
+PreparedEvalSuite prepare_job_eval_suite(const std::string& suite_json, const PathRoots* roots) {
   const EvalSuiteSpec spec = parse_job_suite(suite_json);
+  EvalPrepareOptions options;
+  options.roots = roots;
   try {
-    return prepare_eval_suite(spec);
+    return prepare_eval_suite(spec, options);
   } catch (const Error& e) {
     throw Error(e.code(), "eval_suite: " + std::string(e.what()));
   }

@@ -16,9 +16,9 @@ namespace refinery {
 struct ModelEntry;
 
 // Parses and prepares the suite of a JobSpec, checking every file: errors
-// are INVALID_ARGUMENT / NOT_FOUND beginning "eval_suite: " and naming the
-// task and the item.
-PreparedEvalSuite prepare_job_eval_suite(const std::string& suite_json);
+// are INVALID_ARGUMENT / NOT_FOUND / PERMISSION_DENIED (a path outside
+// `roots`) beginning "eval_suite: " and naming the task and the item.
+PreparedEvalSuite prepare_job_eval_suite(const std::string& suite_json, const PathRoots* roots = nullptr);
 // The suite in canonical form (every key spelled out), as jobs store it.
 std::string canonical_eval_suite(const std::string& suite_json);
 // FNV-1a (16 hex digits) of the canonical form: EvalReport.suite_digest.

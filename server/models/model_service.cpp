@@ -2,12 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "core/base/disk_space.h"
 #include "core/base/error.h"
+#include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/checkpoint_writer.h"
 #include "server/models/model_registry.h"
-#include "server/runtime/call_guard.h"
 
 namespace refinery {
 
@@ -53,35 +55,49 @@ void fill_model_info(const ModelEntry& e, const ModelRegistry& registry, v1::Mod
   }
 }
 
-grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest*,
                                           v1::ListModelsResponse* response) {
-  return guarded(metrics_, "ListModels", [&] {
+  return guard_(context, "ListModels", [&] {
     for (const auto& e : registry_.list()) fill_model_info(e, registry_, response->add_models());
   });
 }
 
-grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext*, const v1::GetModelRequest* request,
+grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
                                         v1::ModelInfo* response) {
-  return guarded(metrics_, "GetModel", [&] { fill_model_info(registry_.resolve(request->model()), registry_, response); });
+  return guard_(context, "GetModel", [&] { fill_model_info(registry_.resolve(request->model()), registry_, response); });
 }
 
-grpc::Status ModelServiceImpl::ImportModel(grpc::ServerContext*, const v1::ImportModelRequest* request,
+grpc::Status ModelServiceImpl::ImportModel(grpc::ServerContext* context, const v1::ImportModelRequest* request,
                                            v1::ModelInfo* response) {
-  return guarded(metrics_, "ImportModel", [&] {
-    const ModelEntry e =
-        registry_.import(request->path(), request->name(), request->model_config_path(), request->make_default());
+  return guard_(context, "ImportModel", [&] {
+    const std::string path = paths_.import_roots.check(request->path(), "import path");
+    if (!request->model_config_path().empty()) paths_.import_roots.check(request->model_config_path(), "model config");
+    const CheckpointFormat format = CheckpointReader::detect_format(path);
+    if (!paths_.allow_pickle && (format == CheckpointFormat::kTorchScript || format == CheckpointFormat::kTorchStateDict)) {
+      throw permission_denied("import path " + request->path() +
+                              " is a TorchScript or pickle checkpoint, which runs code as it loads: convert it to "
+                              "safetensors (refinery-model convert), put it in --models-dir, or start the server "
+                              "with --allow-pickle");
+    }
+    const ModelEntry e = registry_.import(request->path(), request->name(), request->model_config_path(), request->make_default());
     fill_model_info(e, registry_, response);
   });
 }
 
-grpc::Status ModelServiceImpl::ExportModel(grpc::ServerContext*, const v1::ExportModelRequest* request,
+grpc::Status ModelServiceImpl::ExportModel(grpc::ServerContext* context, const v1::ExportModelRequest* request,
                                            v1::ExportModelResponse* response) {
-  return guarded(metrics_, "ExportModel", [&] {
+  return guard_(context, "ExportModel", [&] {
     if (request->path().empty()) throw invalid_argument("export needs a destination path");
+    paths_.export_roots.check(request->path(), "export path");
     const std::string format = request->format().empty() ? "safetensors" : request->format();
     CheckpointWriteOptions o;
     o.precision = parse_weight_precision(request->precision().empty() ? "fp32" : request->precision());
     auto model = registry_.acquire(request->model());
+    uint64_t values = 0;
+    for (const auto& p : model->model->parameters()) values += static_cast<uint64_t>(p.numel());
+    const std::string parent = std::filesystem::path(request->path()).parent_path().string();
+    require_free_space(parent.empty() ? "." : parent,
+                       values * (o.precision == WeightPrecision::kFloat16 ? 2 : 4), "exporting " + model->entry.ref());
     o.metadata["refinery.model"] = model->entry.ref();
     ClipModel weights = model->model;  // the writer copies GPU tensors to the host itself
     if (format == "safetensors") {
@@ -98,9 +114,9 @@ grpc::Status ModelServiceImpl::ExportModel(grpc::ServerContext*, const v1::Expor
   });
 }
 
-grpc::Status ModelServiceImpl::DeleteModel(grpc::ServerContext*, const v1::DeleteModelRequest* request,
+grpc::Status ModelServiceImpl::DeleteModel(grpc::ServerContext* context, const v1::DeleteModelRequest* request,
                                            v1::DeleteModelResponse*) {
-  return guarded(metrics_, "DeleteModel", [&] { registry_.remove(request->model()); });
+  return guard_(context, "DeleteModel", [&] { registry_.remove(request->model()); });
 }
 
 }  // namespace refinery

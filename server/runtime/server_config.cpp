@@ -1,5 +1,7 @@
 #include "server/runtime/server_config.h"
 
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -46,6 +48,21 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "max_queued_jobs") max_queued_jobs = v.get<int>();
       else if (key == "checkpoint_every") checkpoint_every = v.get<int64_t>();
       else if (key == "max_image_pixels") max_image_pixels = v.get<int64_t>();
+      else if (key == "max_index_items") max_index_items = v.get<int64_t>();
+      else if (key == "max_rpc_threads") max_rpc_threads = v.get<int>();
+      else if (key == "max_streams_per_connection") max_streams_per_connection = v.get<int>();
+      else if (key == "keepalive_s") keepalive_s = v.get<double>();
+      else if (key == "max_connection_idle_s") max_connection_idle_s = v.get<double>();
+      else if (key == "max_connection_age_s") max_connection_age_s = v.get<double>();
+      else if (key == "tls_cert") security.tls_cert = v.get<std::string>();
+      else if (key == "tls_key") security.tls_key = v.get<std::string>();
+      else if (key == "tls_client_ca") security.tls_client_ca = v.get<std::string>();
+      else if (key == "auth_tokens") security.auth_tokens = v.get<std::string>();
+      else if (key == "insecure_allow_remote") security.insecure_allow_remote = v.get<bool>();
+      else if (key == "data_root") security.data_roots = v.get<std::vector<std::string>>();
+      else if (key == "import_root") security.import_roots = v.get<std::vector<std::string>>();
+      else if (key == "export_root") security.export_roots = v.get<std::vector<std::string>>();
+      else if (key == "allow_pickle") security.allow_pickle = v.get<bool>();
       else if (key == "max_batch_images") batcher.max_batch_images = v.get<int>();
       else if (key == "max_batch_texts") batcher.max_batch_texts = v.get<int>();
       else if (key == "max_wait_ms") batcher.max_wait_ms = v.get<double>();
@@ -75,6 +92,56 @@ void ServerConfig::validate() const {
   check(max_queued_jobs > 0, "--max-queued-jobs must be positive");
   check(checkpoint_every > 0, "--checkpoint-every must be positive");
   check(max_image_pixels > 0, "--max-image-pixels must be positive");
+  check(max_index_items > 0, "--max-index-items must be positive");
+  check(max_rpc_threads >= 4, "--max-rpc-threads must be at least 4");
+  check(max_streams_per_connection > 0, "--max-streams-per-connection must be positive");
+  check(keepalive_s >= 1, "--keepalive-s must be at least 1");
+  check(max_connection_idle_s >= 0 && max_connection_age_s >= 0,
+        "--max-connection-idle-s and --max-connection-age-s must not be negative (0 = off)");
+  check(security.tls_cert.empty() == security.tls_key.empty(), "--tls-cert and --tls-key go together");
+  check(security.tls_client_ca.empty() || security.tls(), "--tls-client-ca needs --tls-cert and --tls-key");
+  if (!is_loopback_address(listen) && !security.insecure_allow_remote) {
+    check(security.authenticates(),
+          "--listen " + listen + " accepts connections from other machines, and nothing authenticates them: "
+          "give --auth-tokens FILE (with --tls-cert/--tls-key) or --tls-client-ca, or --insecure-allow-remote "
+          "if something in front of refineryd does");
+    check(security.tls(), "--listen " + listen + " accepts connections from other machines, and tokens would "
+                          "cross the network in clear text: give --tls-cert and --tls-key, or "
+                          "--insecure-allow-remote if something in front of refineryd terminates TLS");
+  }
+}
+
+ServerPathRoots make_path_roots(const ServerConfig& config) {
+  auto roots = [&](const std::vector<std::string>& given, const char* folder, const char* flag) {
+    if (!given.empty()) return PathRoots(given, flag);
+    const std::string dir = config.data_dir + "/" + folder;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw invalid_argument("cannot make " + dir + " (the default " + flag + "): " + ec.message());
+    return PathRoots({dir}, flag);
+  };
+  return {roots(config.security.data_roots, "datasets", "--data-root"),
+          roots(config.security.import_roots, "import", "--import-root"),
+          roots(config.security.export_roots, "export", "--export-root")};
+}
+
+bool is_loopback_address(const std::string& listen) {
+  if (listen.rfind("unix:", 0) == 0 || listen.rfind("unix-abstract:", 0) == 0) return true;
+  std::string host;
+  if (!listen.empty() && listen[0] == '[') {
+    const size_t close = listen.find(']');
+    if (close == std::string::npos) return false;
+    host = listen.substr(1, close - 1);
+    return host == "::1" && close + 1 < listen.size() && listen[close + 1] == ':';
+  }
+  const size_t colon = listen.rfind(':');
+  host = listen.substr(0, colon);
+  if (host == "localhost") return true;
+  // 127.0.0.0/8
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  char tail = 0;
+  return std::sscanf(host.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
+         c < 256 && d < 256;
 }
 
 std::string ServerConfig::to_json() const {
@@ -93,10 +160,25 @@ std::string ServerConfig::to_json() const {
                       {"max_queued_jobs", max_queued_jobs},
                       {"checkpoint_every", checkpoint_every},
                       {"max_image_pixels", max_image_pixels},
+                      {"max_index_items", max_index_items},
+                      {"max_rpc_threads", max_rpc_threads},
+                      {"max_streams_per_connection", max_streams_per_connection},
+                      {"keepalive_s", keepalive_s},
+                      {"max_connection_idle_s", max_connection_idle_s},
+                      {"max_connection_age_s", max_connection_age_s},
                       {"max_batch_images", batcher.max_batch_images},
                       {"max_batch_texts", batcher.max_batch_texts},
                       {"max_wait_ms", batcher.max_wait_ms},
-                      {"max_queue_items", batcher.max_queue_items}};
+                      {"max_queue_items", batcher.max_queue_items},
+                      {"tls_cert", security.tls_cert},
+                      {"tls_key", security.tls_key},
+                      {"tls_client_ca", security.tls_client_ca},
+                      {"auth_tokens", security.auth_tokens},
+                      {"insecure_allow_remote", security.insecure_allow_remote},
+                      {"data_root", security.data_roots},
+                      {"import_root", security.import_roots},
+                      {"export_root", security.export_roots},
+                      {"allow_pickle", security.allow_pickle}};
   return j.dump();
 }
 

@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "core/base/path_roots.h"
 
 namespace refinery {
 
@@ -24,6 +27,41 @@ struct BatcherConfig {
   int max_queue_items = 4096;    // queued items per (model, modality); beyond: RESOURCE_EXHAUSTED
 };
 
+// Who may connect and what they may do (access_control.h). Without TLS and
+// tokens the server accepts loopback listeners only.
+struct SecurityConfig {
+  std::string tls_cert;        // PEM certificate chain: serve gRPC over TLS
+  std::string tls_key;         // its PEM private key
+  std::string tls_client_ca;   // PEM CA: clients must present a certificate it signed (mTLS)
+  std::string auth_tokens;     // tokens file (TOKEN ROLE [NAME] lines or JSON); reloaded on SIGHUP
+  bool insecure_allow_remote = false;  // listen beyond loopback without authentication
+  // Where client-named paths may lead (path_roots.h); empty: a folder of
+  // --data-dir (datasets/, import/, export/), made at start.
+  std::vector<std::string> data_roots;    // job data sets, eval sets and their images
+  std::vector<std::string> import_roots;  // ImportModel
+  std::vector<std::string> export_roots;  // ExportModel
+  bool allow_pickle = false;              // ImportModel may load TorchScript/pickle (runs code)
+
+  bool tls() const { return !tls_cert.empty(); }
+  bool mtls() const { return !tls_client_ca.empty(); }
+  // Callers are identified: by token, or by a client certificate.
+  bool authenticates() const { return !auth_tokens.empty() || mtls(); }
+};
+
+struct ServerConfig;
+
+// The roots of a config, its defaults made (folders under data_dir).
+struct ServerPathRoots {
+  PathRoots data;
+  PathRoots imports;
+  PathRoots exports;
+};
+ServerPathRoots make_path_roots(const ServerConfig& config);
+
+// Whether `listen` (HOST:PORT, [V6]:PORT, unix:PATH) only accepts
+// connections from this machine.
+bool is_loopback_address(const std::string& listen);
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";  // empty: no metrics endpoint
@@ -40,7 +78,17 @@ struct ServerConfig {
   int max_queued_jobs = 64;                        // refine jobs waiting; beyond: RESOURCE_EXHAUSTED
   int64_t checkpoint_every = 100;                  // a job's checkpoint interval (steps) unless it sets one
   int64_t max_image_pixels = 40'000'000;           // width x height, checked from the header before decoding
+  int64_t max_index_items = 10'000'000;            // items in one index; beyond: RESOURCE_EXHAUSTED
+  // Transport limits (gRPC): handler threads (each in-flight call holds one;
+  // beyond: RESOURCE_EXHAUSTED), streams per connection, keepalive pings to
+  // find dead peers, and closing idle (and, if set, old) connections.
+  int max_rpc_threads = 512;
+  int max_streams_per_connection = 128;
+  double keepalive_s = 60.0;
+  double max_connection_idle_s = 3600.0;
+  double max_connection_age_s = 0.0;               // 0 = connections may live forever
   BatcherConfig batcher;
+  SecurityConfig security;
   std::string config_file;                         // where this came from, if anywhere
 
   // Reads a JSON object; unknown keys are an error naming them.

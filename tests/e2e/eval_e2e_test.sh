@@ -59,7 +59,8 @@ PY
 CLS="folder:$WORK/cls"
 
 start_refineryd --listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models" \
-  --data-dir "$WORK/data" --device cpu --threads 2
+  --data-dir "$WORK/data" --data-root "$WORK" --data-root "$FIX" --import-root "$WORK" --export-root "$WORK" \
+  --device cpu --threads 2
 
 # --- bad specs are refused at submit, naming the item --------------------------
 expect_refused() {  # WHAT CODE MENTION -- eval submit args

@@ -63,7 +63,8 @@ print(json.dumps({"events": len(events), "last_seq": seqs[-1], "states": states,
                   "restarted": any("restarted" in m for m in msgs)}))
 PY
 SERVER_ARGS=(--listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models"
-  --data-dir "$WORK/data" --device cpu --threads 2)
+  --data-dir "$WORK/data" --data-root "$WORK" --data-root "$FIX" --import-root "$WORK" --export-root "$WORK"
+  --device cpu --threads 2)
 start_refineryd "${SERVER_ARGS[@]}"
 
 # --- bad data specs are refused at submit, naming the culprit ---------------

@@ -88,7 +88,8 @@ PY
 check() { python3 "$WORK/check.py" "$@"; }
 
 SERVER_ARGS=(--listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models"
-  --data-dir "$WORK/data" --device cpu --threads 2 --max-request-items "$MAX_ITEMS" --shutdown-grace-s "$GRACE_S")
+  --data-dir "$WORK/data" --data-root "$WORK" --data-root "$FIX" --import-root "$WORK" --export-root "$WORK"
+  --device cpu --threads 2 --max-request-items "$MAX_ITEMS" --shutdown-grace-s "$GRACE_S")
 
 # expect_error PHRASE CMD...: the command fails and its stderr names PHRASE;
 # then the server must still answer a normal call.

@@ -43,7 +43,8 @@ DATA="coco:$WORK/caps/captions.json:$WORK/caps/images"
 png_size() { python3 -c 'import struct,sys; b=open(sys.argv[1],"rb").read(24); assert b[:8]==b"\x89PNG\r\n\x1a\n", sys.argv[1]; print("%dx%d" % struct.unpack(">II", b[16:24]))' "$1"; }
 
 start_refineryd --listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models" \
-  --data-dir "$WORK/data" --device cpu --threads 2
+  --data-dir "$WORK/data" --data-root "$WORK" --data-root "$FIX" --import-root "$WORK" --export-root "$WORK" \
+  --device cpu --threads 2
 
 if cli sweep submit --base tiny --data "$DATA" --grid colour=1,2 > /dev/null 2> "$WORK/err.txt"; then fail "a bad grid was accepted"; fi
 grep -q "INVALID_ARGUMENT.*'colour'" "$WORK/err.txt" || fail "bad grid: $(cat "$WORK/err.txt")"

@@ -1,6 +1,6 @@
 // An in-process refineryd: the real registry, engine and services on a real
 // gRPC server bound to a free loopback port, with the fixture model
-// registered as "tiny".
+// registered as "tiny". With config.security.auth_tokens, calls need tokens.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -23,6 +23,8 @@
 #include "server/metrics/metrics_registry.h"
 #include "server/models/model_registry.h"
 #include "server/models/model_service.h"
+#include "server/runtime/access_control.h"
+#include "server/runtime/call_guard.h"
 #include "server/runtime/rpc_metrics.h"
 #include "server/runtime/server_config.h"
 #include "server/runtime/worker_pool.h"
@@ -48,18 +50,26 @@ class TestServer {
     metrics_ = std::make_unique<EmbeddingMetrics>(metrics_registry_);
     engine_ = std::make_unique<EmbeddingEngine>(*models_, *pool_, config_.batcher,
                                                 [this](const BatchStats& s) { metrics_->record_batch(s); });
-    model_service_ = std::make_unique<ModelServiceImpl>(*models_, rpc_metrics_.get());
-    embedding_service_ = std::make_unique<EmbeddingServiceImpl>(*engine_, config_, rpc_metrics_.get(), metrics_.get());
-    index_service_ = std::make_unique<IndexServiceImpl>(*indexes_, *engine_, *models_, config_, rpc_metrics_.get());
+    if (!config_.security.auth_tokens.empty()) access_ = std::make_unique<AccessControl>(config_.security.auth_tokens);
+    const CallGuard guard(rpc_metrics_.get(), access_.get());
+    // Client paths are confined only where the test configures roots.
+    ModelPathPolicy paths;
+    if (!config_.security.import_roots.empty()) paths.import_roots = PathRoots(config_.security.import_roots, "--import-root");
+    if (!config_.security.export_roots.empty()) paths.export_roots = PathRoots(config_.security.export_roots, "--export-root");
+    paths.allow_pickle = config_.security.allow_pickle;
+    model_service_ = std::make_unique<ModelServiceImpl>(*models_, guard, paths);
+    embedding_service_ = std::make_unique<EmbeddingServiceImpl>(*engine_, config_, guard, metrics_.get());
+    index_service_ = std::make_unique<IndexServiceImpl>(*indexes_, *engine_, *models_, config_, guard);
     job_metrics_ = std::make_unique<JobMetrics>(metrics_registry_);
     JobManagerOptions jo;
     jo.data_dir = config_.data_dir;
     jo.device = "cpu";
     jo.max_queued_jobs = config_.max_queued_jobs;
     jo.default_checkpoint_every = config_.checkpoint_every;
+    if (!config_.security.data_roots.empty()) jo.data_roots = PathRoots(config_.security.data_roots, "--data-root");
     job_manager_ = std::make_unique<JobManager>(jo, *models_, job_metrics_.get());
     job_manager_->start();
-    job_service_ = std::make_unique<JobServiceImpl>(*job_manager_, rpc_metrics_.get());
+    job_service_ = std::make_unique<JobServiceImpl>(*job_manager_, guard);
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     b.SetMaxReceiveMessageSize(config_.max_message_mb << 20);
@@ -85,6 +95,7 @@ class TestServer {
   EmbeddingEngine& engine() { return *engine_; }
   const EmbeddingServiceImpl& embedding_service() const { return *embedding_service_; }
   MetricsRegistry& metrics() { return metrics_registry_; }
+  AccessControl* access_control() { return access_.get(); }
   const std::string& data_dir() const { return config_.data_dir; }
 
  private:
@@ -95,6 +106,7 @@ class TestServer {
   std::unique_ptr<IndexRegistry> indexes_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
+  std::unique_ptr<AccessControl> access_;  // with config.security.auth_tokens
   std::unique_ptr<EmbeddingMetrics> metrics_;
   std::unique_ptr<EmbeddingEngine> engine_;
   std::unique_ptr<ModelServiceImpl> model_service_;

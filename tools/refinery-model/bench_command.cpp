@@ -29,7 +29,7 @@ using nlohmann::json;
 
 struct BenchParams {
   std::string checkpoint, modality = "image", texts_file;
-  std::string method = "clip-refine", precision = "auto";  // --modality train
+  std::string method = "clip-refine", precision = "fp32";  // --modality train
   int micro_batch = 0;
   int batch = 32, warmup = 2, iterations = 0, text_tokens = 77, matmul_size = 2048;
   double seconds = 10.0;
@@ -142,8 +142,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
       options.precision = parse_training_precision(p.precision);
       options.batch_size = p.batch;
       options.micro_batch_size = p.micro_batch;
-      const bool bf16 = options.precision == TrainingPrecision::kBFloat16 ||
-                        (options.precision == TrainingPrecision::kAuto && device.is_cuda());
+      const bool bf16 = options.precision == TrainingPrecision::kBFloat16;
       ClipModel teacher{nullptr};
       if (needs_teacher(options.objective.method)) {
         teacher = ClipModel(cfg);
@@ -240,7 +239,7 @@ void add_bench_command(CLI::App& app, Command& command) {
   bench_cmd->add_option("--micro-batch", bench.micro_batch,
                         "--modality train: pairs per forward/backward pass (gradient caching; 0 = the whole batch)")
       ->capture_default_str();
-  bench_cmd->add_option("--precision", bench.precision, "--modality train: auto (bf16 on CUDA), fp32 or bf16")
+  bench_cmd->add_option("--precision", bench.precision, "--modality train: fp32 or bf16")
       ->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Items per forward pass")->capture_default_str();
   bench_cmd->add_option("--warmup", bench.warmup, "Untimed iterations first")->capture_default_str();

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/atomic_file.h"
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/data/caption_dataset.h"
@@ -138,21 +139,6 @@ std::string fixed(double v, int digits) {
 
 std::string thumb_path(int64_t image) { return "thumbs/" + std::to_string(image) + ".jpg"; }
 
-// Writes `content` to path via path.tmp and a rename, so readers never see half a file.
-void write_file_atomically(const fs::path& path, const std::string& content) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw invalid_argument(tmp.string() + ": cannot write");
-    out << content;
-    out.close();
-    if (!out) throw invalid_argument(tmp.string() + ": write failed");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw invalid_argument(path.string() + ": cannot replace: " + ec.message());
-}
-
 // Longer side kThumbSide, JPEG. Decoded without EXIF orientation, as the model
 // sees the image; resized with LibTorch's antialiased bilinear (PIL's
 // thumbnail quality) so the tool needs no OpenCV imgproc.
@@ -234,8 +220,8 @@ class GalleryWriter {
     }
     doc["queries"] = std::move(queries);
     for (int64_t image : thumbs_) write_thumbnail(data_.images[image], dir / thumb_path(image));
-    write_file_atomically(dir / "compare.json", doc.dump(2) + "\n");
-    write_file_atomically(dir / "index.html", page(doc, sections));
+    write_file_atomically((dir / "compare.json").string(), doc.dump(2) + "\n");
+    write_file_atomically((dir / "index.html").string(), page(doc, sections));
     if (!quiet) {
       std::fprintf(stderr, "refinery-model: wrote %s (%zu queries, %zu thumbnails)\n",
                    (dir / "index.html").string().c_str(), doc["queries"].size(), thumbs_.size());

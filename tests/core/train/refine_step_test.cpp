@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <iostream>
+
+#include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/train/adamw.h"
 #include "core/train/refine_step.h"
+#include "core/train/training_precision.h"
 #include "support/fixture.h"
 
 namespace refinery {
@@ -17,7 +21,8 @@ struct StepResult {
   std::map<std::string, torch::Tensor> grads;
 };
 
-StepResult one_step(RefineMethod method, int64_t micro, const torch::Tensor& pixels, const torch::Tensor& tokens) {
+StepResult one_step(RefineMethod method, int64_t micro, const torch::Tensor& pixels, const torch::Tensor& tokens,
+                    bool bf16 = false) {
   ClipModel student = CheckpointReader::load_model(testing::fixture("tiny.safetensors"));
   ClipModel teacher = CheckpointReader::load_model(testing::fixture("tiny.safetensors"));
   for (auto& p : teacher->parameters()) p.set_requires_grad(false);
@@ -28,13 +33,59 @@ StepResult one_step(RefineMethod method, int64_t micro, const torch::Tensor& pix
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (auto& p : student->named_parameters()) params.emplace_back(p.key(), p.value());
   AdamW opt(params);
-  RefineStep step(student, needs_teacher(method) ? teacher : ClipModel(nullptr), opt, o, torch::kCPU, false);
+  RefineStep step(student, needs_teacher(method) ? teacher : ClipModel(nullptr), opt, o, torch::kCPU, bf16);
   StepResult r;
   r.losses = step.run(pixels, tokens, 3, 1e-6);
   for (auto& p : student->named_parameters()) {
     if (p.value().grad().defined()) r.grads[p.key()] = p.value().grad().clone();  // logit_scale only when used
   }
   return r;
+}
+
+struct Batch {
+  torch::Tensor pixels, tokens;
+};
+
+Batch fixture_batch(int64_t b) {
+  ClipModel probe = CheckpointReader::load_model(testing::fixture("tiny.safetensors"));
+  const auto& cfg = probe->config();
+  torch::manual_seed(11);
+  Batch batch{torch::randn({b, 3, cfg.vision.image_size, cfg.vision.image_size}),
+              torch::zeros({b, cfg.text.context_length}, torch::kLong)};
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t len = 3 + i;  // different lengths: each micro-batch stops at its own EOT
+    batch.tokens[i][0] = 49406;
+    for (int64_t t = 1; t < len - 1; ++t) batch.tokens[i][t] = 300 + 17 * i + t;
+    batch.tokens[i][len - 1] = 49407;
+  }
+  return batch;
+}
+
+// The student starts as the teacher's copy, so distilling from the teacher
+// (self-kd: HyCD with alpha 0) starts at a loss of zero, unless the two run
+// different arithmetic (as bf16 autocast once made them). Every precision the
+// machine can run is checked; one it cannot is refused with a clear reason.
+TEST(RefineStepTest, SelfDistillationStartsAtZeroInEveryPrecisionTheDeviceRuns) {
+  const Batch batch = fixture_batch(4);
+  int runnable = 0;
+  for (const auto precision : {TrainingPrecision::kFloat32, TrainingPrecision::kBFloat16}) {
+    const char* name = training_precision_name(precision);
+    try {
+      check_training_precision(precision, torch::kCPU);
+    } catch (const Error& e) {
+      ASSERT_EQ(precision, TrainingPrecision::kBFloat16) << "fp32 must always run: " << e.what();
+      EXPECT_NE(std::string(e.what()).find("precision bf16 is not available on cpu"), std::string::npos) << e.what();
+      std::cout << "[ skipped  ] " << name << ": " << e.what() << "\n";
+      continue;
+    }
+    ++runnable;
+    const bool bf16 = precision == TrainingPrecision::kBFloat16;
+    for (const int64_t micro : {0, 2}) {
+      const StepResult r = one_step(RefineMethod::kSelfKd, micro, batch.pixels, batch.tokens, bf16);
+      EXPECT_NEAR(r.losses.total, 0.0, 1e-6) << name << ", micro-batch " << micro;
+    }
+  }
+  EXPECT_GE(runnable, 1);
 }
 
 TEST(RefineStepTest, MicroBatchesGiveTheWholeBatchsGradient) {

@@ -1,0 +1,57 @@
+// The server's configuration checks that decide who can reach it.
+#include "server/runtime/server_config.h"
+
+#include <gtest/gtest.h>
+
+#include "core/base/error.h"
+
+namespace refinery {
+namespace {
+
+std::string refusal(const ServerConfig& config) {
+  try {
+    config.validate();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ServerConfig, LoopbackAddressesAreRecognised) {
+  for (const char* a : {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051", "[::1]:50051", "unix:/tmp/r.sock"}) {
+    EXPECT_TRUE(is_loopback_address(a)) << a;
+  }
+  for (const char* a : {"0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051", "example.org:50051", "128.0.0.1:1",
+                        "127.0.0.1.evil.org:1", "[::1]x:1", ":50051"}) {
+    EXPECT_FALSE(is_loopback_address(a)) << a;
+  }
+}
+
+TEST(ServerConfig, ARemoteListenerNeedsAuthenticationAndTls) {
+  ServerConfig c;
+  EXPECT_EQ(refusal(c), "");  // loopback, no security: the default
+  c.listen = "0.0.0.0:50051";
+  EXPECT_NE(refusal(c).find("--listen 0.0.0.0:50051 accepts connections from other machines, and nothing "
+                            "authenticates them"),
+            std::string::npos)
+      << refusal(c);
+  c.security.auth_tokens = "/etc/refinery/tokens";
+  EXPECT_NE(refusal(c).find("clear text: give --tls-cert and --tls-key"), std::string::npos) << refusal(c);
+  c.security.tls_cert = "server.pem";
+  EXPECT_NE(refusal(c).find("--tls-cert and --tls-key go together"), std::string::npos);
+  c.security.tls_key = "server.key";
+  EXPECT_EQ(refusal(c), "");
+  c.security.auth_tokens.clear();
+  c.security.tls_client_ca = "ca.pem";  // mutual TLS authenticates too
+  EXPECT_EQ(refusal(c), "");
+
+  ServerConfig open;
+  open.listen = "[::]:50051";
+  open.security.insecure_allow_remote = true;
+  EXPECT_EQ(refusal(open), "");
+  open.security.tls_client_ca = "ca.pem";
+  EXPECT_NE(refusal(open).find("--tls-client-ca needs --tls-cert"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace refinery
