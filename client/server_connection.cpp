@@ -7,12 +7,11 @@
 #include <grpcpp/support/client_interceptor.h>
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "client/client_errors.h"
 #include "core/base/error.h"
+#include "core/base/pem_file.h"
 
 namespace refinery::client {
 
@@ -46,16 +45,6 @@ class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFac
   std::string header_;  // lives as long as the channel, which owns the factory
 };
 
-std::string read_pem(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw invalid_argument(path + ": cannot read (" + flag + ")");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  const std::string text = buf.str();
-  if (text.find("-----BEGIN ") == std::string::npos) throw invalid_argument(path + ": not a PEM file (" + flag + ")");
-  return text;
-}
-
 std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const ClientOptions& o) {
   if (!o.tls && o.tls_ca.empty()) {
     if (!o.tls_cert.empty() || !o.tls_key.empty()) {
@@ -65,10 +54,10 @@ std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const ClientOption
   }
   if (o.tls_cert.empty() != o.tls_key.empty()) throw invalid_argument("--tls-cert and --tls-key go together");
   grpc::SslCredentialsOptions ssl;
-  if (!o.tls_ca.empty()) ssl.pem_root_certs = read_pem(o.tls_ca, "--tls-ca or REFINERY_TLS_CA");
+  if (!o.tls_ca.empty()) ssl.pem_root_certs = read_pem_file(o.tls_ca, "--tls-ca or REFINERY_TLS_CA");
   if (!o.tls_cert.empty()) {
-    ssl.pem_private_key = read_pem(o.tls_key, "--tls-key");
-    ssl.pem_cert_chain = read_pem(o.tls_cert, "--tls-cert");
+    ssl.pem_private_key = read_pem_file(o.tls_key, "--tls-key");
+    ssl.pem_cert_chain = read_pem_file(o.tls_cert, "--tls-cert");
   }
   return grpc::SslCredentials(ssl);
 }

@@ -17,6 +17,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   prometheus              # promtool and a real Prometheus for the metrics tests
   chromium                # headless browser for the HTML tests (refinery-model compare)
+  clang libclang-rt-14-dev   # libFuzzer with ASan + UBSan (fuzz/, scripts/fuzz.sh)
+  openssl curl            # certificates and scrapes in the e2e tests
 )
 
 missing=()

@@ -9,13 +9,12 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <map>
 #include <memory>
 #include <set>
 
 #include "core/base/error.h"
+#include "core/base/pem_file.h"
 #include "core/image/image_decoder.h"
 #include "core/runtime/torch_runtime.h"
 #include "server/embedding/embedding_engine.h"
@@ -70,24 +69,14 @@ std::string join(const std::vector<std::string>& items) {
   return s;
 }
 
-std::string read_pem(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw invalid_argument(path + ": cannot read (" + flag + ")");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  const std::string text = buf.str();
-  if (text.find("-----BEGIN ") == std::string::npos) throw invalid_argument(path + ": not a PEM file (" + flag + ")");
-  return text;
-}
-
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const SecurityConfig& security) {
   if (!security.tls()) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions options(security.mtls()
                                                 ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                                 : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  if (security.mtls()) options.pem_root_certs = read_pem(security.tls_client_ca, "--tls-client-ca");
+  if (security.mtls()) options.pem_root_certs = read_pem_file(security.tls_client_ca, "--tls-client-ca");
   options.pem_key_cert_pairs.push_back(
-      {read_pem(security.tls_key, "--tls-key"), read_pem(security.tls_cert, "--tls-cert")});
+      {read_pem_file(security.tls_key, "--tls-key"), read_pem_file(security.tls_cert, "--tls-cert")});
   return grpc::SslServerCredentials(options);
 }
 
