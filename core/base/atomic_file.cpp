@@ -11,10 +11,10 @@
 
 namespace refinery {
 
-Error write_error(const std::string& what, const std::string& path, int err) {
+Error write_error(const std::string& what, const std::string& path, int err, ErrorCode otherwise) {
   const std::string message = path + ": " + what + ": " + std::strerror(err);
   if (err == ENOSPC || err == EDQUOT) return resource_exhausted(message + " (free some disk space and retry)");
-  return invalid_argument(message);
+  return Error(otherwise, message);
 }
 
 void write_file_atomically(const std::string& path, const std::string& contents) {

@@ -22,8 +22,10 @@ std::string make_temp_dir_beside(const std::string& path);
 void fsync_dir(const std::string& dir);
 
 // The error for a failed write of `path`: RESOURCE_EXHAUSTED for a full disk
-// or quota, INVALID_ARGUMENT otherwise (a folder that is missing or not
-// writable), with `what` and strerror.
-Error write_error(const std::string& what, const std::string& path, int err);
+// or quota, `otherwise` for anything else: INVALID_ARGUMENT where a caller
+// named the path (a folder that is missing or not writable), INTERNAL for the
+// server's own files. The message has `path`, `what` and strerror.
+Error write_error(const std::string& what, const std::string& path, int err,
+                  ErrorCode otherwise = ErrorCode::kInvalidArgument);
 
 }  // namespace refinery

@@ -26,12 +26,6 @@ bool inside(const std::string& path, const std::string& root) {
   return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 && path[root.size()] == '/');
 }
 
-std::string joined(const std::vector<std::string>& roots) {
-  std::string s;
-  for (const auto& r : roots) s += (s.empty() ? "" : ", ") + r;
-  return s;
-}
-
 }  // namespace
 
 PathRoots::PathRoots(const std::vector<std::string>& roots, std::string flag) : flag_(std::move(flag)) {
@@ -62,7 +56,26 @@ std::string PathRoots::check(const std::string& path, const std::string& what) c
     if (inside(resolved, root)) return resolved;
   }
   throw permission_denied(what + " " + path + " is outside the folders this server allows (" + flag_ + ": " +
-                          joined(roots_) + ")");
+                          describe() + ")");
+}
+
+void PathRoots::check_existing(const std::vector<std::string>& paths, const std::string& what,
+                               const std::string& context) const {
+  if (!confined()) return;
+  for (const auto& path : paths) {
+    try {
+      check(path, what);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kNotFound) throw Error(e.code(), context + ": " + e.what());
+    }
+  }
+}
+
+std::string PathRoots::describe() const {
+  if (!confined()) return "anywhere";
+  std::string s;
+  for (const auto& r : roots_) s += (s.empty() ? "" : ", ") + r;
+  return s;
 }
 
 }  // namespace refinery

@@ -33,6 +33,15 @@ class PathRoots {
   // folder exists. Unconfined: the path made absolute, lexically.
   std::string check(const std::string& path, const std::string& what) const;
 
+  // check() of each of `paths` (as `what`) where it exists: a missing file is
+  // left to the caller, which reports all of them at once. The error of the
+  // first path out of the roots is prefixed with `context` ("data set 'x'").
+  void check_existing(const std::vector<std::string>& paths, const std::string& what,
+                      const std::string& context) const;
+
+  // "ROOT, ROOT" ("anywhere" when not confined), for logs.
+  std::string describe() const;
+
  private:
   std::vector<std::string> roots_;  // resolved
   std::string flag_;

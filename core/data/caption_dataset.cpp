@@ -312,13 +312,10 @@ CaptionDataset load_caption_dataset(const std::string& spec, const CaptionDatase
   }
   if (ds.items.empty()) throw invalid_argument("data set " + quoted(spec) + ": no captions at all");
   if (options.roots != nullptr) {
-    for (const CaptionedImage& item : ds.items) {
-      try {
-        options.roots->check(item.image_path, "image");
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kNotFound) throw Error(e.code(), "data set " + quoted(spec) + ": " + e.what());
-      }
-    }
+    std::vector<std::string> paths;
+    paths.reserve(ds.items.size());
+    for (const CaptionedImage& item : ds.items) paths.push_back(item.image_path);
+    options.roots->check_existing(paths, "image", "data set " + quoted(spec));
   }
 
   if (options.check_images_exist) {

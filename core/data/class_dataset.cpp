@@ -201,13 +201,10 @@ ClassDataset load_class_dataset(const std::string& spec, const ClassDatasetOptio
   ClassDataset ds = scheme == "folder" ? load_folder(rest, options) : load_csv_classes(rest);
   ds.spec = spec;
   if (options.roots != nullptr) {
-    for (const auto& item : ds.items) {
-      try {
-        options.roots->check(item.image_path, "image");
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kNotFound) throw Error(e.code(), "class data set " + in_quotes(spec) + ": " + e.what());
-      }
-    }
+    std::vector<std::string> paths;
+    paths.reserve(ds.items.size());
+    for (const auto& item : ds.items) paths.push_back(item.image_path);
+    options.roots->check_existing(paths, "image", "class data set " + in_quotes(spec));
   }
   if (options.check_images) {
     std::vector<std::string> paths;

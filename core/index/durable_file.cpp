@@ -10,28 +10,13 @@ namespace refinery::index_internal {
 
 namespace fs = std::filesystem;
 
-Error write_error(const std::string& what, const std::string& path, int err) {
-  std::string msg = what + " " + path + ": " + std::strerror(err);
-  if (err == ENOSPC || err == EDQUOT) return resource_exhausted(msg);
-  return internal_error(msg);
-}
-
-void fsync_dir(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw write_error("cannot open directory", path, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0 && err != EINVAL) throw write_error("cannot fsync directory", path, err);
-}
-
 std::string parent_of(const std::string& dir) {
   fs::path p = fs::path(dir).parent_path();
   return p.empty() ? "." : p.string();
 }
 
 void rename_path(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) throw write_error("cannot rename " + from + " to", to, errno);
+  if (::rename(from.c_str(), to.c_str()) != 0) throw index_write_error("cannot rename " + from + " to", to, errno);
 }
 
 void remove_tree(const std::string& path) {

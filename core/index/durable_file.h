@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/base/atomic_file.h"
 #include "core/base/error.h"
 
 namespace refinery::index_internal {
@@ -82,16 +83,18 @@ class Checksum {
 
 // ---------------------------------------------------------------- file I/O
 
-// An Error for a failed write-side call (`what` `path`: strerror(err)):
+// An Error for a failed write-side call on the index's own files:
 // resource_exhausted when the disk or quota is full, else internal_error.
-Error write_error(const std::string& what, const std::string& path, int err);
+inline Error index_write_error(const std::string& what, const std::string& path, int err) {
+  return refinery::write_error(what, path, err, ErrorCode::kInternal);
+}
 
 // Writes one file durably: buffered, checksummed, fsync'd by finish().
 class DurableWriter {
  public:
   explicit DurableWriter(std::string path) : path_(std::move(path)) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw write_error("cannot create", path_, errno);
+    if (fd_ < 0) throw index_write_error("cannot create", path_, errno);
     buffer_.reserve(kBufferSize);
   }
   ~DurableWriter() {
@@ -119,10 +122,10 @@ class DurableWriter {
 
   void finish() {
     flush();
-    if (::fsync(fd_) != 0) throw write_error("cannot fsync", path_, errno);
+    if (::fsync(fd_) != 0) throw index_write_error("cannot fsync", path_, errno);
     int fd = fd_;
     fd_ = -1;
-    if (::close(fd) != 0) throw write_error("cannot close", path_, errno);
+    if (::close(fd) != 0) throw index_write_error("cannot close", path_, errno);
   }
 
   uint64_t bytes() const { return bytes_; }
@@ -141,7 +144,7 @@ class DurableWriter {
       ssize_t w = ::write(fd_, p, n);
       if (w < 0) {
         if (errno == EINTR) continue;
-        throw write_error("cannot write", path_, errno);
+        throw index_write_error("cannot write", path_, errno);
       }
       p += w;
       n -= static_cast<size_t>(w);
@@ -155,8 +158,7 @@ class DurableWriter {
   uint64_t bytes_ = 0;
 };
 
-// fsyncs a directory, so the renames and creations inside it are durable.
-void fsync_dir(const std::string& path);
+using refinery::fsync_dir;  // core/base/atomic_file.h
 // The directory holding `dir` ("." when it has none).
 std::string parent_of(const std::string& dir);
 void rename_path(const std::string& from, const std::string& to);

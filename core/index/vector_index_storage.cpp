@@ -62,7 +62,7 @@ using index_internal::parent_of;
 using index_internal::read_exact;
 using index_internal::remove_tree;
 using index_internal::rename_path;
-using index_internal::write_error;
+using index_internal::index_write_error;
 
 constexpr const char* kManifest = "manifest.json";
 constexpr const char* kVectorsFile = "vectors.f32";
@@ -114,7 +114,7 @@ void VectorIndex::save(const std::string& dir) const {
     if (ec) throw internal_error("cannot create directory " + parent + ": " + ec.message());
   }
   try {
-    if (::mkdir(tmp.c_str(), 0755) != 0) throw write_error("cannot create directory", tmp, errno);
+    if (::mkdir(tmp.c_str(), 0755) != 0) throw index_write_error("cannot create directory", tmp, errno);
     nlohmann::json files = nlohmann::json::object();
     auto record = [&](const char* name, const DurableWriter& w) {
       files[name] = {{"bytes", w.bytes()}, {"checksum", Checksum::hex(w.checksum())}};

@@ -12,6 +12,7 @@
 #include "core/data/caption_dataset.h"
 #include "core/data/class_dataset.h"
 #include "support/fixture.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -20,15 +21,7 @@ namespace fs = std::filesystem;
 using refinery::testing::TempDir;
 using refinery::testing::write_file;
 
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  return Error(ErrorCode::kInternal, "(no error)");
-}
+using testing::error_of;
 
 // root/ (allowed) with a file, a folder, and symlinks: one to a file inside,
 // one to the outside folder; outside/ beside it.

@@ -12,6 +12,7 @@
 
 #include "core/base/error.h"
 #include "core/eval/alignment_metrics.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -123,15 +124,7 @@ void expect_metrics_near(const std::map<std::string, double>& actual, const std:
   }
 }
 
-template <typename F>
-Error error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  return Error(ErrorCode::kInternal, "(no error)");
-}
+using testing::error_of;
 
 TEST(AlignmentMetrics, MatchFloat64ReferenceWithSeveralTextsPerImageAcrossChunks) {
   std::mt19937 rng(21);

@@ -17,6 +17,7 @@
 
 #include "core/base/error.h"
 #include "support/fixture.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -101,16 +102,7 @@ double recall_at_k(const VectorIndex& index, const std::vector<float>& data, con
   return double(found) / double(nq * k);
 }
 
-Error expect_error(const std::function<void()>& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "no refinery::Error thrown";
-  return Error(ErrorCode::kInternal, "");
-}
+using testing::expect_error;
 
 std::string kind_name(const ::testing::TestParamInfo<IndexKind>& info) { return index_kind_name(info.param); }
 

@@ -12,6 +12,7 @@
 #include "core/base/error.h"
 #include "core/safetensors/safetensors.h"
 #include "support/fixture.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -42,16 +43,7 @@ std::vector<int32_t> concat(std::initializer_list<std::vector<int32_t>> parts) {
 }
 
 // The error a callable throws, or a failure when it throws none.
-template <typename F>
-Error error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no refinery::Error thrown";
-  return Error(ErrorCode::kInternal, "");
-}
+using testing::error_of;
 
 const BpeTokenizer& tok() { return BpeTokenizer::default_instance(); }
 

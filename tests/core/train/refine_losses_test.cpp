@@ -14,6 +14,7 @@
 #include "core/train/hycd_loss.h"
 #include "core/train/rafa_loss.h"
 #include "core/train/refine_objective.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -158,15 +159,7 @@ void expect_close(const Mat& actual, const Mat& expected, double tol, const std:
 
 double value(const torch::Tensor& t) { return t.item<double>(); }
 
-template <typename F>
-Error error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  return Error(ErrorCode::kInternal, "(no error)");
-}
+using testing::error_of;
 
 // ---------------------------------------------------------------- RaFA
 

@@ -14,6 +14,7 @@
 
 #include "core/base/error.h"
 #include "support/fixture.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -35,16 +36,7 @@ std::vector<std::string> make_ids(size_t n, const std::string& prefix) {
   return ids;
 }
 
-Error expect_error(const std::function<void()>& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "no refinery::Error thrown";
-  return Error(ErrorCode::kInternal, "");
-}
+using testing::expect_error;
 
 bool mentions(const Error& e, const std::string& what) { return std::string(e.what()).find(what) != std::string::npos; }
 
