@@ -148,6 +148,8 @@ function(refinery_test target)
   refinery_program(${target} ${T_UNPARSED_ARGUMENTS})
   target_link_libraries(${target} PRIVATE GTest::gtest GTest::gtest_main)
   set_property(GLOBAL APPEND PROPERTY REFINERY_LAYERING_${target}_LINKS GTest::gtest)
+  # Labelled with the program's name, so a lane can run the tests of the
+  # programs it built: ctest -L '^refinery_base_tests$'.
   gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST
-    PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2" ${T_TEST_PROPERTIES})
+    PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2" LABELS ${target} ${T_TEST_PROPERTIES})
 endfunction()

@@ -4,7 +4,7 @@
 Reads the JSON that cmake/RefineryTargets.cmake writes: for every Refinery
 target, its folder, its files and what it links directly. Then for every
 #include in those files:
-  - a project header ("core/text/bpe_tokenizer.h", "server/jobs/job_store.h",
+  - a project header ("core/text/bpe_tokenizer.h", "server/store/job_store.h",
     "support/fixture.h") must belong to the file's own target or to a target
     on its link line;
   - a third-party header (<torch/...>, <opencv2/...>, <grpcpp/...>, ...) must

@@ -35,6 +35,7 @@
 #include "server/runtime/log.h"
 #include "server/runtime/rpc_metrics.h"
 #include "server/runtime/server_config.h"
+#include "server/runtime/memory_budget.h"
 #include "server/runtime/worker_pool.h"
 
 namespace refinery {
@@ -62,12 +63,6 @@ class GaugeSeries {
   GaugeFamily& family_;
   std::set<std::string> shown_;
 };
-
-std::string join(const std::vector<std::string>& items) {
-  std::string s;
-  for (const auto& item : items) s += (s.empty() ? "" : ", ") + item;
-  return s;
-}
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const SecurityConfig& security) {
   if (!security.tls()) return grpc::InsecureServerCredentials();
@@ -112,6 +107,9 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--default-model", cfg.default_model, "Model used when a call names none (default: first registered)");
   app.add_option("--device", cfg.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--threads", cfg.threads, "LibTorch intra-op threads (0 = all cores)")->capture_default_str();
+  app.add_option("--decode-memory-mb", cfg.decode_memory_mb,
+                 "Memory the image decodes in flight may hold together (each leases what its header says)")
+      ->capture_default_str();
   app.add_option("--preprocess-threads", cfg.preprocess_threads, "Image decode workers (0 = all cores)")
       ->capture_default_str();
   app.add_option("--model-memory-budget-gb", cfg.model_memory_budget_gb,
@@ -132,6 +130,9 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-queued-jobs", cfg.max_queued_jobs, "Refine jobs waiting to run")->capture_default_str();
   app.add_option("--checkpoint-every", cfg.checkpoint_every,
                  "Steps between a refine job's checkpoints, unless the job sets its own")
+      ->capture_default_str();
+  app.add_option("--max-step-events", cfg.max_step_events,
+                 "Step events kept per job; a longer job's older ones are thinned to an even stride")
       ->capture_default_str();
   app.add_option("--max-image-pixels", cfg.max_image_pixels,
                  "Largest image (width x height) decoded; larger ones are refused from their header")
@@ -186,6 +187,12 @@ int run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   set_max_image_pixels(cfg.max_image_pixels);
+  if (decode_memory_for_pixels(cfg.max_image_pixels) > (cfg.decode_memory_mb << 20)) {
+    throw invalid_argument("--decode-memory-mb " + std::to_string(cfg.decode_memory_mb) +
+                           " cannot hold one image of --max-image-pixels " + std::to_string(cfg.max_image_pixels) +
+                           " (needs " + std::to_string((decode_memory_for_pixels(cfg.max_image_pixels) >> 20) + 1) +
+                           " MiB)");
+  }
   RuntimeOptions ro;
   ro.threads = cfg.threads;
   ro.device = cfg.device;
@@ -215,7 +222,10 @@ int run(int argc, char** argv) {
            models.default_ref().empty() ? "(none)" : models.default_ref().c_str());
   IndexRegistry indexes(cfg.data_dir);
   WorkerPool pool(cfg.preprocess_threads);
-  EmbeddingEngine engine(models, pool, cfg.batcher, [&embedding_metrics](const BatchStats& s) { embedding_metrics.record_batch(s); });
+  MemoryBudget decode_budget(cfg.decode_memory_mb << 20);
+  log_info("image decodes: %d worker(s) sharing %lld MiB; images up to %lld pixels", pool.size(),
+           static_cast<long long>(cfg.decode_memory_mb), static_cast<long long>(cfg.max_image_pixels));
+  EmbeddingEngine engine(models, pool, decode_budget, cfg.batcher, [&embedding_metrics](const BatchStats& s) { embedding_metrics.record_batch(s); });
 
   GaugeSeries queue_items(
       metrics_registry.gauge("refinery_queue_items", "Items waiting in a batcher queue", {"queue"}));
@@ -223,6 +233,8 @@ int run(int argc, char** argv) {
   auto& loaded = metrics_registry.gauge("refinery_models_loaded", "Models whose weights are loaded");
   GaugeSeries model_bytes(metrics_registry.gauge("refinery_model_memory_bytes", "Weights of a loaded model", {"model"}));
   GaugeSeries index_items(metrics_registry.gauge("refinery_index_items", "Items in a vector index", {"index"}));
+  auto& decode_bytes = metrics_registry.gauge("refinery_decode_memory_bytes",
+                                              "Bytes leased by image decodes in flight (of --decode-memory-mb)");
   metrics_registry.add_collector([&] {
     queue_items.set(engine.queue_depths());
     registered.with().set(static_cast<double>(models.list().size()));
@@ -232,11 +244,12 @@ int run(int argc, char** argv) {
     std::map<std::string, size_t> sizes;
     for (const auto& info : indexes.list()) sizes[info.name] = info.size;
     index_items.set(sizes);
+    decode_bytes.with().set(static_cast<double>(decode_budget.in_use()));
   });
 
   const ServerPathRoots roots = make_path_roots(cfg);
-  log_info("client paths: data under %s; imports from %s; exports to %s%s", join(roots.data.roots()).c_str(),
-           join(roots.imports.roots()).c_str(), join(roots.exports.roots()).c_str(),
+  log_info("client paths: data under %s; imports from %s; exports to %s%s", roots.data.describe().c_str(),
+           roots.imports.describe().c_str(), roots.exports.describe().c_str(),
            cfg.security.allow_pickle ? "; TorchScript/pickle imports allowed" : "");
   JobMetrics job_metrics(metrics_registry);
   JobManagerOptions jo;
@@ -244,6 +257,7 @@ int run(int argc, char** argv) {
   jo.device = device;
   jo.max_queued_jobs = cfg.max_queued_jobs;
   jo.default_checkpoint_every = cfg.checkpoint_every;
+  jo.max_step_events = cfg.max_step_events;
   jo.data_roots = roots.data;
   JobManager jobs(jo, models, &job_metrics);
   jobs.start();

@@ -399,6 +399,14 @@ void set_max_image_pixels(int64_t pixels) {
 
 int64_t max_image_pixels() { return g_max_image_pixels.load(std::memory_order_relaxed); }
 
+int64_t decode_memory_bound(const uint8_t* data, size_t size, const std::string& name) {
+  if (data == nullptr || size == 0) fail(name, "empty image data");
+  const HeaderInfo info = sniff(Bytes(data, size), name);
+  if (info.width < 0 || info.height < 0) return decode_memory_for_pixels(max_image_pixels());
+  check_size(info.width, info.height, name);
+  return decode_memory_for_pixels(info.width * info.height);
+}
+
 DecodedImage decode_image(const uint8_t* data, size_t size, const std::string& name) {
   if (data == nullptr || size == 0) fail(name, "empty image data");
   if (size > size_t(INT_MAX)) fail(name, "image data too large (" + std::to_string(size) + " bytes)");

@@ -44,6 +44,18 @@ constexpr int64_t kDefaultMaxImagePixels = 40'000'000;
 void set_max_image_pixels(int64_t pixels);  // INVALID_ARGUMENT unless >= 1
 int64_t max_image_pixels();
 
+// The most memory decoding an image of `pixels` pixels takes: the decoder's
+// buffer at up to 16 bits x 4 channels (8 bytes a pixel) plus the 8-bit
+// result (up to 4). The preprocessor's buffers are smaller than either.
+constexpr int64_t kDecodeBytesPerPixel = 12;
+inline int64_t decode_memory_for_pixels(int64_t pixels) { return pixels * kDecodeBytesPerPixel; }
+
+// decode_memory_for_pixels of the size the image's header states, read
+// without decoding (max_image_pixels() where the header does not say).
+// Throws what decode_image would for empty data, an unrecognised format or a
+// size over the limits.
+int64_t decode_memory_bound(const uint8_t* data, size_t size, const std::string& name);
+
 struct DecodedImage {
   int width = 0;
   int height = 0;

@@ -7,6 +7,7 @@
 #include "core/image/image_preprocessor.h"
 #include "core/text/bpe_tokenizer.h"
 #include "server/models/model_registry.h"
+#include "server/runtime/memory_budget.h"
 #include "server/runtime/worker_pool.h"
 
 namespace refinery {
@@ -21,9 +22,9 @@ struct EmbeddingEngine::Lane {
   std::unique_ptr<ImagePreprocessor> preprocessor;  // images only
 };
 
-EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, BatcherConfig config,
-                                 std::function<void(const BatchStats&)> on_batch)
-    : registry_(registry), pool_(pool), config_(config), on_batch_(std::move(on_batch)) {
+EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, MemoryBudget& decode_budget,
+                                 BatcherConfig config, std::function<void(const BatchStats&)> on_batch)
+    : registry_(registry), pool_(pool), decode_budget_(decode_budget), config_(config), on_batch_(std::move(on_batch)) {
   config_.max_wait_ms = config_.wait_ms_for(registry_.device());
 }
 
@@ -147,6 +148,9 @@ EmbedOutput EmbeddingEngine::embed_images(const std::string& model, const std::v
     const ImageInput& img = images[i];
     const std::string name = "images[" + std::to_string(i) + "]" + (img.name.empty() ? "" : " (" + img.name + ")");
     const auto* bytes = reinterpret_cast<const uint8_t*>(img.data->data());
+    // The header says what the pixels will take; the decode waits until
+    // that fits beside the others in flight.
+    const auto lease = decode_budget_.acquire(decode_memory_bound(bytes, img.data->size(), name), name);
     pre.preprocess(decode_image(bytes, img.data->size(), name), out + i * 3 * s * s);
   });
   return run(entry, Modality::kImage, std::move(pixels), control, ms_since(start));

@@ -24,6 +24,7 @@
 namespace refinery {
 
 class ImagePreprocessor;
+class MemoryBudget;
 class ModelRegistry;
 class WorkerPool;
 struct ModelEntry;
@@ -47,7 +48,9 @@ struct EmbedOutput {
 
 class EmbeddingEngine {
  public:
-  EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, BatcherConfig config,
+  // Images decode on `pool`, each holding a lease of `decode_budget` for what
+  // its header says the pixels take.
+  EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, MemoryBudget& decode_budget, BatcherConfig config,
                   std::function<void(const BatchStats&)> on_batch = {});
   ~EmbeddingEngine();
 
@@ -73,6 +76,7 @@ class EmbeddingEngine {
 
   ModelRegistry& registry_;
   WorkerPool& pool_;
+  MemoryBudget& decode_budget_;
   BatcherConfig config_;
   std::function<void(const BatchStats&)> on_batch_;
   std::mutex device_mutex_;

@@ -22,7 +22,7 @@
 #include "server/jobs/model_evaluation.h"
 #include "server/jobs/sweep_grid.h"
 #include "server/jobs/job_spec.h"
-#include "server/jobs/job_store.h"
+#include "server/store/job_store.h"
 #include "server/models/model_registry.h"
 #include "server/runtime/log.h"
 
@@ -94,7 +94,9 @@ JobManager::JobManager(JobManagerOptions options, ModelRegistry& models, JobMetr
   std::error_code ec;
   fs::create_directories(options_.data_dir, ec);
   if (ec) throw invalid_argument("cannot create --data-dir " + options_.data_dir + ": " + ec.message());
-  store_ = std::make_unique<JobStore>(options_.data_dir + "/jobs.db");
+  JobStoreOptions store_options;
+  store_options.max_step_events = options_.max_step_events;
+  store_ = std::make_unique<JobStore>(options_.data_dir + "/jobs.db", store_options);
 }
 
 JobManager::~JobManager() { shutdown(); }

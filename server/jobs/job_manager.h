@@ -40,6 +40,7 @@ struct JobManagerOptions {
   int max_queued_jobs = 64;             // beyond: RESOURCE_EXHAUSTED
   int64_t default_checkpoint_every = 100;
   PathRoots data_roots;                 // where data sets and eval sets may lie (--data-root); none: anywhere
+  int64_t max_step_events = 10'000;     // per job; older step events are thinned beyond (JobStore)
 };
 
 class JobManager {

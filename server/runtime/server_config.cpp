@@ -41,12 +41,14 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "device") device = v.get<std::string>();
       else if (key == "threads") threads = v.get<int>();
       else if (key == "preprocess_threads") preprocess_threads = v.get<int>();
+      else if (key == "decode_memory_mb") decode_memory_mb = v.get<int64_t>();
       else if (key == "model_memory_budget_gb") model_memory_budget_gb = v.get<double>();
       else if (key == "max_request_items") max_request_items = v.get<int>();
       else if (key == "max_message_mb") max_message_mb = v.get<int>();
       else if (key == "shutdown_grace_s") shutdown_grace_s = v.get<double>();
       else if (key == "max_queued_jobs") max_queued_jobs = v.get<int>();
       else if (key == "checkpoint_every") checkpoint_every = v.get<int64_t>();
+      else if (key == "max_step_events") max_step_events = v.get<int64_t>();
       else if (key == "max_image_pixels") max_image_pixels = v.get<int64_t>();
       else if (key == "max_index_items") max_index_items = v.get<int64_t>();
       else if (key == "max_rpc_threads") max_rpc_threads = v.get<int>();
@@ -83,6 +85,7 @@ void ServerConfig::validate() const {
   check(!data_dir.empty(), "--data-dir must not be empty");
   check(threads >= 0, "--threads must be >= 0");
   check(preprocess_threads >= 0, "--preprocess-threads must be >= 0");
+  check(decode_memory_mb > 0 && decode_memory_mb <= (int64_t(1) << 30), "--decode-memory-mb must be positive");
   check(model_memory_budget_gb > 0, "--model-memory-budget-gb must be positive");
   check(max_request_items > 0, "--max-request-items must be positive");
   check(max_message_mb > 0, "--max-message-mb must be positive");
@@ -91,6 +94,7 @@ void ServerConfig::validate() const {
   check(batcher.max_queue_items > 0, "--max-queue-items must be positive");
   check(max_queued_jobs > 0, "--max-queued-jobs must be positive");
   check(checkpoint_every > 0, "--checkpoint-every must be positive");
+  check(max_step_events >= 10, "--max-step-events must be at least 10");
   check(max_image_pixels > 0, "--max-image-pixels must be positive");
   check(max_index_items > 0, "--max-index-items must be positive");
   check(max_rpc_threads >= 4, "--max-rpc-threads must be at least 4");
@@ -153,12 +157,14 @@ std::string ServerConfig::to_json() const {
                       {"device", device},
                       {"threads", threads},
                       {"preprocess_threads", preprocess_threads},
+                      {"decode_memory_mb", decode_memory_mb},
                       {"model_memory_budget_gb", model_memory_budget_gb},
                       {"max_request_items", max_request_items},
                       {"max_message_mb", max_message_mb},
                       {"shutdown_grace_s", shutdown_grace_s},
                       {"max_queued_jobs", max_queued_jobs},
                       {"checkpoint_every", checkpoint_every},
+                      {"max_step_events", max_step_events},
                       {"max_image_pixels", max_image_pixels},
                       {"max_index_items", max_index_items},
                       {"max_rpc_threads", max_rpc_threads},

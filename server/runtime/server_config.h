@@ -71,12 +71,14 @@ struct ServerConfig {
   std::string device = "auto";                     // auto | cpu | cuda[:N]
   int threads = 0;                                 // LibTorch intra-op threads; 0 = all cores
   int preprocess_threads = 0;                      // image decode workers; 0 = cores
+  int64_t decode_memory_mb = 1024;                 // what the decodes in flight may hold together
   double model_memory_budget_gb = 8.0;             // loaded weights; least recently used unloaded first
   int max_request_items = 1024;                    // texts or images in one call
   int max_message_mb = 64;                         // gRPC receive limit
   double shutdown_grace_s = 30.0;                  // SIGTERM: time given to in-flight calls
   int max_queued_jobs = 64;                        // refine jobs waiting; beyond: RESOURCE_EXHAUSTED
   int64_t checkpoint_every = 100;                  // a job's checkpoint interval (steps) unless it sets one
+  int64_t max_step_events = 10'000;                // a job's step events kept; older ones thinned to an even stride
   int64_t max_image_pixels = 40'000'000;           // width x height, checked from the header before decoding
   int64_t max_index_items = 10'000'000;            // items in one index; beyond: RESOURCE_EXHAUSTED
   // Transport limits (gRPC): handler threads (each in-flight call holds one;

@@ -28,10 +28,8 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::run(size_t n, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
-  if (n == 1) {  // no hand-off for the common single-item call
-    fn(0);
-    return;
-  }
+  // Single items go through the queue too: the pool's size is the bound on
+  // how many run at once, whatever the number of calling threads.
   Job job;
   job.fn = &fn;
   job.errors.resize(n);

@@ -1,6 +1,8 @@
 // A fixed pool of threads for CPU work that must not run on the gRPC
 // threads' time alone (image decoding and preprocessing). `run` spreads a
-// call's items over the pool and waits for them.
+// call's items over the pool and waits for them; every item, a call's only
+// one included, runs on the pool, so at most size() items run at once
+// however many gRPC threads call.
 #pragma once
 
 #include <condition_variable>

@@ -27,6 +27,7 @@
 #include "server/runtime/call_guard.h"
 #include "server/runtime/rpc_metrics.h"
 #include "server/runtime/server_config.h"
+#include "server/runtime/memory_budget.h"
 #include "server/runtime/worker_pool.h"
 #include "support/fixture.h"
 
@@ -46,9 +47,10 @@ class TestServer {
     models_ = std::make_unique<ModelRegistry>(mo);
     indexes_ = std::make_unique<IndexRegistry>(config_.data_dir);
     pool_ = std::make_unique<WorkerPool>(2);
+    decode_budget_ = std::make_unique<MemoryBudget>(config_.decode_memory_mb << 20);
     rpc_metrics_ = std::make_unique<RpcMetrics>(metrics_registry_);
     metrics_ = std::make_unique<EmbeddingMetrics>(metrics_registry_);
-    engine_ = std::make_unique<EmbeddingEngine>(*models_, *pool_, config_.batcher,
+    engine_ = std::make_unique<EmbeddingEngine>(*models_, *pool_, *decode_budget_, config_.batcher,
                                                 [this](const BatchStats& s) { metrics_->record_batch(s); });
     if (!config_.security.auth_tokens.empty()) access_ = std::make_unique<AccessControl>(config_.security.auth_tokens);
     const CallGuard guard(rpc_metrics_.get(), access_.get());
@@ -66,6 +68,7 @@ class TestServer {
     jo.device = "cpu";
     jo.max_queued_jobs = config_.max_queued_jobs;
     jo.default_checkpoint_every = config_.checkpoint_every;
+    jo.max_step_events = config_.max_step_events;
     if (!config_.security.data_roots.empty()) jo.data_roots = PathRoots(config_.security.data_roots, "--data-root");
     job_manager_ = std::make_unique<JobManager>(jo, *models_, job_metrics_.get());
     job_manager_->start();
@@ -105,6 +108,7 @@ class TestServer {
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<IndexRegistry> indexes_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<MemoryBudget> decode_budget_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<AccessControl> access_;  // with config.security.auth_tokens
   std::unique_ptr<EmbeddingMetrics> metrics_;

@@ -208,6 +208,28 @@ TEST(EmbeddingService, BadInputGetsAClearStatusAndTheServerCarriesOn) {
   }
 }
 
+// Decodes lease what the image header says the pixels take; an image that
+// alone needs more than --decode-memory-mb is refused before it is decoded,
+// naming it and the flag, and smaller images go on being served.
+TEST(EmbeddingService, AnImageLargerThanTheDecodeBudgetIsRefusedFromItsHeader) {
+  ServerConfig config;
+  config.decode_memory_mb = 1;  // rocket.jpg is 640 x 427: 3.3 MB of decode buffers
+  TestServer server(config);
+  auto embed = [&](const std::string& image) {
+    v1::EmbedImageRequest req;
+    add_image(req.mutable_images(), image, testing::read_file(testing::fixture("images/" + image)));
+    v1::EmbedResponse resp;
+    grpc::ClientContext ctx;
+    return server.embedding()->EmbedImage(&ctx, req, &resp);
+  };
+  const grpc::Status refused = embed("rocket.jpg");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("images[0] (rocket.jpg)"), std::string::npos) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("--decode-memory-mb"), std::string::npos) << refused.error_message();
+  const grpc::Status small = embed("palette_color.png");  // 10 x 10
+  EXPECT_TRUE(small.ok()) << small.error_message();
+}
+
 TEST(EmbeddingService, ClassifyGivesCLIPsZeroShotProbabilities) {
   TestServer server;
   auto stub = server.embedding();

@@ -1,4 +1,4 @@
-#include "server/jobs/job_store.h"
+#include "server/store/job_store.h"
 
 #include <sqlite3.h>
 
@@ -59,6 +59,14 @@ CREATE TABLE sweeps (
   sweep BLOB NOT NULL
 );
 CREATE UNIQUE INDEX sweeps_by_client_request_id ON sweeps (client_request_id) WHERE client_request_id IS NOT NULL;
+)sql";
+
+// Version 3: a step event's step (NULL for other events and for events
+// stored before), and per job the step events kept and their stride.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE job_events ADD COLUMN step INTEGER;
+ALTER TABLE jobs ADD COLUMN step_events INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN step_stride INTEGER NOT NULL DEFAULT 1;
 )sql";
 
 std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
@@ -298,11 +306,20 @@ void JobStore::Connection::migrate() {
     exec(kSchemaV2);
     version = 2;
   }
+  if (version == 2) {
+    exec(kSchemaV3);
+    version = 3;
+  }
   exec(("PRAGMA user_version = " + std::to_string(version)).c_str());
   tx.commit();
 }
 
-JobStore::JobStore(const std::string& path) : path_(path), db_(std::make_unique<Connection>(path)) {}
+JobStore::JobStore(const std::string& path, JobStoreOptions options) : path_(path), options_(options) {
+  if (options_.max_step_events < 10) {
+    throw invalid_argument("max_step_events must be at least 10, got " + std::to_string(options_.max_step_events));
+  }
+  db_ = std::make_unique<Connection>(path);
+}
 
 JobStore::~JobStore() = default;
 
@@ -425,8 +442,9 @@ JobEvent JobStore::append_event_in_tx(const std::string& job_id, JobEvent event,
   event.clear_seq();
   event.clear_job_id();
   {
-    Statement q = db_->prepare("INSERT INTO job_events (job_id, seq, event) VALUES (?, ?, ?)");
+    Statement q = db_->prepare("INSERT INTO job_events (job_id, seq, event, step) VALUES (?, ?, ?, ?)");
     q.bind(1, job_id).bind(2, seq).bind_blob(3, event.SerializeAsString());
+    if (event.has_step()) q.bind(4, event.step().step());
     q.run();
   }
   if (job_update) {
@@ -440,9 +458,54 @@ JobEvent JobStore::append_event_in_tx(const std::string& job_id, JobEvent event,
     q.bind(1, seq).bind(2, job_id);
     q.run();
   }
+  if (event.has_step()) thin_step_events_in_tx(job_id, seq);
   event.set_seq(seq);
   event.set_job_id(job_id);
   return event;
+}
+
+void JobStore::thin_step_events_in_tx(const std::string& job_id, int64_t last_seq) {
+  int64_t kept = 0, stride = 1;
+  {
+    Statement q = db_->prepare("UPDATE jobs SET step_events = step_events + 1 WHERE id = ?");
+    q.bind(1, job_id);
+    q.run();
+    Statement r = db_->prepare("SELECT step_events, step_stride FROM jobs WHERE id = ?");
+    r.bind(1, job_id);
+    r.step();
+    kept = r.int64(0);
+    stride = r.int64(1);
+  }
+  if (kept <= options_.max_step_events) return;
+  // The newest tenth stay whole; older ones only at multiples of a stride
+  // doubled until three quarters of the limit are left, so the next thinning
+  // is a quarter of the limit of appends away (each costs one pass over the
+  // job's events).
+  const int64_t recent = std::max<int64_t>(options_.max_step_events / 10, 1);
+  int64_t cutoff = last_seq;
+  {
+    Statement q = db_->prepare(
+        "SELECT seq FROM job_events WHERE job_id = ? AND step IS NOT NULL ORDER BY seq DESC LIMIT 1 OFFSET ?");
+    q.bind(1, job_id).bind(2, recent - 1);
+    if (q.step()) cutoff = q.int64(0);
+  }
+  for (;;) {
+    // Older events off the stride (those since the last thinning), then, if
+    // that is not enough, the stride doubled.
+    Statement del = db_->prepare(
+        "DELETE FROM job_events WHERE job_id = ? AND step IS NOT NULL AND seq < ? AND step % ? != 0");
+    del.bind(1, job_id).bind(2, cutoff).bind(3, stride);
+    del.run();
+    Statement count = db_->prepare("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND step IS NOT NULL");
+    count.bind(1, job_id);
+    count.step();
+    kept = count.int64(0);
+    if (kept <= options_.max_step_events * 3 / 4 || stride >= (int64_t(1) << 40)) break;
+    stride *= 2;
+  }
+  Statement q = db_->prepare("UPDATE jobs SET step_events = ?, step_stride = ? WHERE id = ?");
+  q.bind(1, kept).bind(2, stride).bind(3, job_id);
+  q.run();
 }
 
 std::vector<JobEvent> JobStore::events(const std::string& job_id, int64_t from_seq, int64_t limit) const {

@@ -11,6 +11,13 @@
 // belongs to the store: it is the seq of the job's latest event, set by
 // append_event and never by insert_job or update_job.
 //
+// Step events are thinned as a job grows long: past `max_step_events` of one
+// job, the older ones are kept only at steps that are multiples of a stride
+// that doubles each time (the newest tenth always stay), so a job of a
+// billion steps keeps its whole loss curve at an even, coarser resolution in
+// bounded space. Other events (state, eval, checkpoint, result) are never
+// dropped. Seqs are never reused: a replay skips the thinned ones.
+//
 // Thread-safe: one connection behind a mutex. Several JobStores (or
 // processes) may share a file; writes are BEGIN IMMEDIATE transactions.
 // Failures are refinery::Error naming the file and SQLite's reason:
@@ -31,6 +38,10 @@
 
 namespace refinery {
 
+struct JobStoreOptions {
+  int64_t max_step_events = 10'000;  // per job, before the older ones are thinned; >= 10
+};
+
 struct CheckpointRecord {
   int64_t step = 0;
   std::string path;
@@ -39,11 +50,12 @@ struct CheckpointRecord {
 
 class JobStore {
  public:
-  // 1: jobs, events, checkpoints. 2: sweeps (a version-1 file is upgraded).
-  static constexpr int kSchemaVersion = 2;
+  // 1: jobs, events, checkpoints. 2: sweeps. 3: step events' steps and their
+  // thinning stride (older files are upgraded; their events stay whole).
+  static constexpr int kSchemaVersion = 3;
 
   // Creates the file and its schema when missing.
-  explicit JobStore(const std::string& path);
+  explicit JobStore(const std::string& path, JobStoreOptions options = {});
   ~JobStore();
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
@@ -62,7 +74,7 @@ class JobStore {
   // Replaces the job with job.id() (its last_seq is kept). NOT_FOUND when missing.
   void update_job(const refinery::v1::Job& job);
 
-  // Appends one event in one transaction: seq = last_seq + 1 (no gaps),
+  // Appends one event in one transaction: seq = last_seq + 1,
   // unix_ms = now when 0, job_id filled in; the job's last_seq becomes seq.
   // When `job_update` is given (its id must be job_id) the job row is
   // replaced by it in the same transaction, so a state change and its event
@@ -101,8 +113,12 @@ class JobStore {
   refinery::v1::Job insert_job_in_tx(const refinery::v1::Job& job, bool* inserted);
   refinery::v1::JobEvent append_event_in_tx(const std::string& job_id, refinery::v1::JobEvent event,
                                             const refinery::v1::Job* job_update);
+  // After a step event: thins the job's older step events when they are
+  // more than options_.max_step_events. Caller holds mu_ in a transaction.
+  void thin_step_events_in_tx(const std::string& job_id, int64_t last_seq);
 
   std::string path_;
+  JobStoreOptions options_;
   mutable std::mutex mu_;
   std::unique_ptr<Connection> db_;  // guarded by mu_
 };

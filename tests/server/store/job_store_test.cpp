@@ -4,7 +4,7 @@
 // every event once and in order (no gaps, even with several writers), a job's
 // state never runs ahead of its event, and a file the server cannot use is
 // refused with its path in the message.
-#include "server/jobs/job_store.h"
+#include "server/store/job_store.h"
 
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
@@ -22,6 +22,7 @@
 
 #include "core/base/error.h"
 #include "support/fixture.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -31,16 +32,7 @@ using refinery::v1::Job;
 using refinery::v1::JobEvent;
 using refinery::v1::JobState;
 
-Error expect_error(const std::function<void()>& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "no refinery::Error thrown";
-  return Error(ErrorCode::kInternal, "");
-}
+using testing::expect_error;
 
 bool same(const google::protobuf::Message& a, const google::protobuf::Message& b) {
   return google::protobuf::util::MessageDifferencer::Equals(a, b);
@@ -531,6 +523,11 @@ TEST(JobStore, NewerSchemaVersionIsRefused) {
   EXPECT_TRUE(store.list_jobs().empty());
 }
 
+// What version 3 added (step columns); dropped to make an older file.
+constexpr const char* kVersion3Columns =
+    "ALTER TABLE job_events DROP COLUMN step; ALTER TABLE jobs DROP COLUMN step_events; "
+    "ALTER TABLE jobs DROP COLUMN step_stride; ";
+
 TEST(JobStore, AVersionOneFileIsUpgradedWithItsJobs) {
   TempDir dir;
   const std::string path = dir / "jobs.db";
@@ -540,7 +537,7 @@ TEST(JobStore, AVersionOneFileIsUpgradedWithItsJobs) {
     store.append_event("old", step_event(1));
   }
   // What refineryd before sweeps left: no sweeps table, version 1.
-  raw_sql(path, "DROP TABLE sweeps; PRAGMA user_version = 1");
+  raw_sql(path, std::string(kVersion3Columns) + "DROP TABLE sweeps; PRAGMA user_version = 1");
   JobStore store(path);
   ASSERT_EQ(store.list_jobs().size(), 1u);
   EXPECT_EQ(store.events("old", 1).size(), 1u);
@@ -550,6 +547,78 @@ TEST(JobStore, AVersionOneFileIsUpgradedWithItsJobs) {
   sweep.set_created_unix_ms(5);
   store.insert_sweep(sweep, {});
   EXPECT_EQ(store.list_sweeps().size(), 1u);
+}
+
+// A long job keeps a bounded number of step events: the newest tenth whole,
+// the older ones at an even stride from the start, and every other event.
+TEST(JobStore, ALongJobsStepEventsAreThinnedEvenlyAndOtherEventsKept) {
+  TempDir dir;
+  JobStoreOptions options;
+  options.max_step_events = 100;
+  JobStore store(dir / "jobs.db", options);
+  store.insert_job(make_job("long"));
+  constexpr int64_t kSteps = 5000;
+  int64_t evals = 0;
+  for (int64_t step = 1; step <= kSteps; ++step) {
+    store.append_event("long", step_event(step, 1.0 / step));
+    if (step % 250 == 0) {
+      JobEvent eval;
+      eval.mutable_eval()->set_step(step);
+      store.append_event("long", eval);
+      ++evals;
+    }
+  }
+  const auto events = store.events("long", 0);
+  std::vector<int64_t> steps;
+  int64_t eval_events = 0, last_seq = 0;
+  for (const auto& e : events) {
+    EXPECT_GT(e.seq(), last_seq);  // in order, each once
+    last_seq = e.seq();
+    if (e.has_step()) {
+      steps.push_back(e.step().step());
+      EXPECT_DOUBLE_EQ(e.step().loss(), 1.0 / e.step().step());  // the event itself is intact
+    }
+    if (e.has_eval()) ++eval_events;
+  }
+  EXPECT_EQ(eval_events, evals);
+  EXPECT_EQ(last_seq, kSteps + evals);  // the newest event is never thinned
+  EXPECT_EQ(store.get_job("long")->last_seq(), kSteps + evals);
+  ASSERT_LE(steps.size(), 100u);
+  ASSERT_GE(steps.size(), 50u);
+  // The newest 10 are consecutive steps up to the last.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(steps[steps.size() - 1 - i], kSteps - i);
+  // The older ones: one stride from the first kept step on, no holes.
+  const int64_t stride = steps[1] - steps[0];
+  EXPECT_GT(stride, 1);
+  EXPECT_LE(steps[0], stride);
+  size_t i = 1;
+  while (i + 1 < steps.size() - 10 && steps[i + 1] - steps[i] == stride) ++i;
+  EXPECT_GE(steps[i], kSteps - 10 - 2 * stride) << "the even part stops early at step " << steps[i];
+  // Replay from a thinned seq starts at the next kept event.
+  const auto tail = store.events("long", events[1].seq() - 1);
+  ASSERT_FALSE(tail.empty());
+  EXPECT_GE(tail[0].seq(), events[0].seq());
+}
+
+TEST(JobStore, AVersionTwoFileIsUpgradedAndItsEventsStayWhole) {
+  TempDir dir;
+  const std::string path = dir / "jobs.db";
+  {
+    JobStore store(path);
+    store.insert_job(make_job("old"));
+    for (int step = 1; step <= 30; ++step) store.append_event("old", step_event(step));
+  }
+  raw_sql(path, std::string(kVersion3Columns) + "PRAGMA user_version = 2");
+  JobStoreOptions options;
+  options.max_step_events = 10;
+  JobStore store(path, options);
+  EXPECT_EQ(store.events("old", 0).size(), 30u);  // stored before version 3: never thinned
+  for (int step = 31; step <= 60; ++step) store.append_event("old", step_event(step));
+  const auto events = store.events("old", 0);
+  EXPECT_LE(events.size(), 30u + 10u);
+  EXPECT_EQ(events[29].step().step(), 30);
+  EXPECT_EQ(events.back().step().step(), 60);
+  expect_error([&] { JobStore(dir / "other.db", JobStoreOptions{5}); }, ErrorCode::kInvalidArgument);
 }
 
 TEST(JobStore, ASweepIsStoredWithAllItsJobsOrNotAtAll) {

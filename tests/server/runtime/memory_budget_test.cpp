@@ -1,0 +1,74 @@
+// MemoryBudget: the bound on what concurrent image decodes hold. What the
+// server relies on: leases together never exceed the budget, every lease is
+// granted once others end, one larger than the whole budget is refused at
+// once naming what asked.
+#include "server/runtime/memory_budget.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "core/base/error.h"
+
+namespace refinery {
+namespace {
+
+TEST(MemoryBudget, LeasesTogetherNeverExceedTheBudgetAndAllAreGranted) {
+  MemoryBudget budget(1000);
+  std::atomic<int64_t> held{0}, over{0}, granted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        const int64_t want = 100 + 97 * ((t + i) % 10);  // 100 .. 973 bytes
+        const auto lease = budget.acquire(want, "image");
+        if (held += want; held > 1000) ++over;
+        std::this_thread::yield();
+        held -= want;
+        ++granted;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(granted.load(), 8 * 200);
+  EXPECT_EQ(over.load(), 0);
+  EXPECT_LE(budget.peak(), 1000);
+  EXPECT_GT(budget.waits(), 0);
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST(MemoryBudget, ALeaseWaitsForRoomAndIsGrantedWhenAnotherEnds) {
+  MemoryBudget budget(100);
+  auto first = budget.acquire(80, "a");
+  std::atomic<bool> got{false};
+  std::thread second([&] {
+    const auto lease = budget.acquire(50, "b");
+    got = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(got.load());
+  first = MemoryBudget::Lease();  // ends the first lease
+  second.join();
+  EXPECT_TRUE(got.load());
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST(MemoryBudget, MoreThanTheWholeBudgetIsRefusedNamingWhatAsked) {
+  MemoryBudget budget(3 << 20);
+  try {
+    budget.acquire((3 << 20) + 1, "images[2] (huge.png)");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
+    EXPECT_NE(std::string(e.what()).find("images[2] (huge.png) needs 4 MiB"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("budget of 3 MiB"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(budget.in_use(), 0);
+  EXPECT_THROW(MemoryBudget(0), Error);
+}
+
+}  // namespace
+}  // namespace refinery
