@@ -12,7 +12,7 @@ shift $(($# > 1 ? 2 : 1))
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FIX=${REFINERY_FIXTURE_DIR:-$ROOT/../shared/fixtures/clip-tiny}
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(safetensors image csv caption_dataset text server_config tokens_file)
+((${#TARGETS[@]})) || TARGETS=(safetensors image csv caption_dataset class_dataset text server_config tokens_file)
 SEEDS=$BUILD/seeds
 mkdir -p "$SEEDS"
 
@@ -39,6 +39,8 @@ for f in sorted(os.listdir(os.path.join(fix, "images"))):
 csv = "filepath,caption\nimages/a.png,a photo of a cat\n\"images/b, c.png\",\"a \"\"quoted\"\" dog\"\n"
 put("csv", "captions.csv", csv)
 put("csv", "classes.csv", "filepath,label\nx.jpg,0\ny.jpg,1\n")
+put("class_dataset", "numeric", "filepath,label\nx.jpg,0\nsub/y.jpg,2\n/abs/z.png,1\n")
+put("class_dataset", "named", "filepath,label\nx.jpg,cat\n\"y, z.jpg\",dog\nw.jpg,cat\n")
 coco = {"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "sub/b.jpg"}],
         "annotations": [{"image_id": 1, "caption": "a cat"}, {"image_id": 2, "caption": "a dog"}, {"image_id": 1, "caption": "  two  "}]}
 put("caption_dataset", "coco", b"\x00" + json.dumps(coco).encode())

@@ -18,10 +18,12 @@ ALL=${2:-}
 case $LANE in
   asan)
     FLAGS="address,undefined"
-    # Programs without LibTorch (or, for data, only its loader) and the
-    # server parts that parse what callers send.
+    # What reads client input or the server's files, without LibTorch (but
+    # for the data sets' loader): paths, text, images, safetensors, data
+    # sets, the index, the job store, metrics and the server runtime. The
+    # synthetic data and chart tests run only with --all.
     PROGRAMS=(refinery_base_tests refinery_text_tests refinery_image_tests refinery_safetensors_tests
-              refinery_index_tests refinery_synth_tests refinery_plot_tests refinery_data_tests
+              refinery_index_tests refinery_data_tests
               refinery_server_metrics_tests refinery_server_runtime_tests refinery_server_store_tests)
     ;;
   tsan)
