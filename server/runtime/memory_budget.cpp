@@ -22,12 +22,17 @@ MemoryBudget::Lease MemoryBudget::acquire(int64_t bytes, const std::string& what
                              mib(capacity_) + " (--decode-memory-mb)");
   }
   std::unique_lock<std::mutex> lock(mu_);
-  if (in_use_ + bytes > capacity_) {
+  const uint64_t ticket = next_ticket_++;
+  auto granted = [&] { return ticket == serving_ && in_use_ + bytes <= capacity_; };
+  if (!granted()) {
     ++waits_;
-    freed_.wait(lock, [&] { return in_use_ + bytes <= capacity_; });
+    freed_.wait(lock, granted);
   }
+  ++serving_;
   in_use_ += bytes;
   peak_ = std::max(peak_, in_use_);
+  lock.unlock();
+  freed_.notify_all();  // the next in line may fit beside this one
   return Lease(this, bytes);
 }
 

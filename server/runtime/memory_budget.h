@@ -1,8 +1,10 @@
 // A budget of bytes that concurrent work leases before it allocates: image
 // decodes lease what the image's header says its pixels will take, so the
 // decodes in flight never hold more than the budget together, however many
-// calls arrive at once. A lease waits until its bytes fit; one larger than
-// the whole budget is refused at once.
+// calls arrive at once. Leases are granted in the order asked (first come,
+// first served: a large image is not starved by a stream of small ones, and
+// waits are bounded by the work ahead); each waits until its turn and until
+// its bytes fit. One larger than the whole budget is refused at once.
 #pragma once
 
 #include <condition_variable>
@@ -50,6 +52,8 @@ class MemoryBudget {
   const int64_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable freed_;
+  uint64_t next_ticket_ = 0;  // the turn the next acquire takes
+  uint64_t serving_ = 0;      // the turn being granted
   int64_t in_use_ = 0;
   int64_t peak_ = 0;
   int64_t waits_ = 0;

@@ -1,6 +1,6 @@
 // MemoryBudget: the bound on what concurrent image decodes hold. What the
 // server relies on: leases together never exceed the budget, every lease is
-// granted once others end, one larger than the whole budget is refused at
+// granted once others end, in the order asked, one larger than the whole budget is refused at
 // once naming what asked.
 #include "server/runtime/memory_budget.h"
 
@@ -54,6 +54,32 @@ TEST(MemoryBudget, ALeaseWaitsForRoomAndIsGrantedWhenAnotherEnds) {
   second.join();
   EXPECT_TRUE(got.load());
   EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST(MemoryBudget, LeasesAreGrantedInTheOrderAskedSoALargeOneIsNotStarved) {
+  MemoryBudget budget(100);
+  auto held = budget.acquire(60, "first");
+  std::atomic<int> order{0};
+  std::atomic<int> large_at{-1}, small_at{-1};
+  std::thread large([&] {
+    const auto lease = budget.acquire(90, "large");  // waits for "first" to end
+    large_at = order++;
+  });
+  while (budget.waits() < 1) std::this_thread::yield();
+  std::thread small([&] {
+    // Would fit beside "first" now, but asked after "large": waits its turn.
+    const auto lease = budget.acquire(10, "small");
+    small_at = order++;
+  });
+  // Until "small" waits too (or, were it served out of turn, 2 s).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (budget.waits() < 2 && small_at < 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(small_at.load(), -1) << "served before the larger lease asked earlier";
+  held = MemoryBudget::Lease();
+  large.join();
+  small.join();
+  EXPECT_EQ(large_at.load(), 0);
+  EXPECT_EQ(small_at.load(), 1);
 }
 
 TEST(MemoryBudget, MoreThanTheWholeBudgetIsRefusedNamingWhatAsked) {
