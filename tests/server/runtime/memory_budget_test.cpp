@@ -62,7 +62,9 @@ TEST(MemoryBudget, LeasesAreGrantedInTheOrderAskedSoALargeOneIsNotStarved) {
   std::atomic<int> order{0};
   std::atomic<int> large_at{-1}, small_at{-1};
   std::thread large([&] {
-    const auto lease = budget.acquire(90, "large");  // waits for "first" to end
+    // Waits for "first" to end; "small" cannot fit beside it, so the order
+    // recorded here is the order granted.
+    const auto lease = budget.acquire(95, "large");
     large_at = order++;
   });
   while (budget.waits() < 1) std::this_thread::yield();
