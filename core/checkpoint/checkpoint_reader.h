@@ -7,39 +7,29 @@
 #include <map>
 #include <string>
 
+#include "core/checkpoint/checkpoint_header.h"
 #include "core/checkpoint/state_dict.h"
 #include "core/model/clip_config.h"
 #include "core/model/clip_model.h"
 
 namespace refinery {
 
-enum class CheckpointFormat { kTorchScript, kTorchStateDict, kSafetensors, kHuggingFace };
-const char* checkpoint_format_name(CheckpointFormat format);
-
-struct CheckpointReadOptions {
-  // An open_clip model-config JSON or HF config.json that overrides what the
-  // checkpoint says or implies (e.g. GELU for an open_clip model).
-  std::string model_config_path;
-};
-
-struct Checkpoint {
-  std::string path;
-  CheckpointFormat format = CheckpointFormat::kSafetensors;
-  ClipConfig config;
-  std::string config_source;  // where `config` came from, for `info`
-  std::map<std::string, std::string> metadata;  // safetensors metadata, if any
-  StateDict state;            // open_clip names, float32, CPU
+// A checkpoint read whole: its header (format, architecture, metadata,
+// shapes; checkpoint_header.h) and its tensors.
+struct Checkpoint : CheckpointHeader {
+  StateDict state;  // open_clip names, float32, CPU
 };
 
 class CheckpointReader {
  public:
   // Sniffs the format from the path (a folder is HF) and the file's magic.
-  static CheckpointFormat detect_format(const std::string& path);
+  static CheckpointFormat detect_format(const std::string& path) { return detect_checkpoint_format(path); }
   // Reads tensors and architecture; throws refinery::Error naming the file
   // and the offending key.
   static Checkpoint read(const std::string& path, const CheckpointReadOptions& options = {});
-  // Format and architecture only. Cheap for safetensors and HF folders (the
-  // header's shapes are enough); other formats are read whole.
+  // Format and architecture only (state left empty). Safetensors files and
+  // HF folders are read from their headers (read_checkpoint_header); other
+  // formats are read whole.
   static Checkpoint read_header(const std::string& path, const CheckpointReadOptions& options = {});
   // read() + a model built from the config with every weight loaded strictly.
   static ClipModel load_model(const std::string& path, const CheckpointReadOptions& options = {},

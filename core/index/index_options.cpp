@@ -1,6 +1,7 @@
 #include "core/index/index_options.h"
 
 #include "core/base/error.h"
+#include "core/base/json_integer.h"
 #include "core/index/error_text.h"
 #include "core/index/index_options_json.h"
 #include "core/index/ivf_search.h"
@@ -62,11 +63,11 @@ nlohmann::json options_to_json(const IndexOptions& o) {
 IndexOptions options_from_json(const nlohmann::json& j) {
   IndexOptions o;
   o.kind = parse_index_kind(j.at("kind").get<std::string>());
-  o.ivf_nlist = j.at("ivf_nlist").get<int>();
-  o.ivf_nprobe = j.at("ivf_nprobe").get<int>();
-  o.hnsw_m = j.at("hnsw_m").get<int>();
-  o.hnsw_ef_construction = j.at("hnsw_ef_construction").get<int>();
-  o.hnsw_ef_search = j.at("hnsw_ef_search").get<int>();
+  o.ivf_nlist = json_integer<int>(j.at("ivf_nlist"), "ivf_nlist");
+  o.ivf_nprobe = json_integer<int>(j.at("ivf_nprobe"), "ivf_nprobe");
+  o.hnsw_m = json_integer<int>(j.at("hnsw_m"), "hnsw_m");
+  o.hnsw_ef_construction = json_integer<int>(j.at("hnsw_ef_construction"), "hnsw_ef_construction");
+  o.hnsw_ef_search = json_integer<int>(j.at("hnsw_ef_search"), "hnsw_ef_search");
   return o.resolved();
 }
 

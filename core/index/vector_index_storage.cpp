@@ -15,6 +15,7 @@
 #include <faiss/index_io.h>
 
 #include "core/base/error.h"
+#include "core/base/json_integer.h"
 #include "core/index/durable_file.h"
 #include "core/index/error_text.h"
 #include "core/index/hnsw_graph.h"
@@ -219,22 +220,22 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir) {
   uint64_t vectors_bytes = 0, items_bytes = 0, faiss_bytes = 0;
   std::string vectors_sum, items_sum, faiss_sum;
   try {
-    if (m.at("format").get<std::string>() != kFormat || m.at("version").get<int>() != kFormatVersion) {
+    if (m.at("format").get<std::string>() != kFormat || json_integer<int>(m.at("version"), "version") != kFormatVersion) {
       throw invalid_argument(manifest_path + ": not a version " + std::to_string(kFormatVersion) +
                              " refinery vector index manifest");
     }
-    index = std::make_unique<VectorIndex>(m.at("dim").get<int>(), options_from_json(m.at("options")));
-    slots = m.at("slots").get<size_t>();
-    live = m.at("live").get<size_t>();
+    index = std::make_unique<VectorIndex>(json_integer<int>(m.at("dim"), "dim"), options_from_json(m.at("options")));
+    slots = json_integer<size_t>(m.at("slots"), "slots");
+    live = json_integer<size_t>(m.at("live"), "live");
     ann = m.at("ann").get<std::string>();
-    index->ivf_trained_at_ = m.at("ivf_trained_at").get<size_t>();
+    index->ivf_trained_at_ = json_integer<size_t>(m.at("ivf_trained_at"), "ivf_trained_at");
     const auto& files = m.at("files");
-    vectors_bytes = files.at(kVectorsFile).at("bytes").get<uint64_t>();
+    vectors_bytes = json_integer<uint64_t>(files.at(kVectorsFile).at("bytes"), std::string(kVectorsFile) + ".bytes");
     vectors_sum = files.at(kVectorsFile).at("checksum").get<std::string>();
-    items_bytes = files.at(kItemsFile).at("bytes").get<uint64_t>();
+    items_bytes = json_integer<uint64_t>(files.at(kItemsFile).at("bytes"), std::string(kItemsFile) + ".bytes");
     items_sum = files.at(kItemsFile).at("checksum").get<std::string>();
     if (ann != "none") {
-      faiss_bytes = files.at(kFaissFile).at("bytes").get<uint64_t>();
+      faiss_bytes = json_integer<uint64_t>(files.at(kFaissFile).at("bytes"), std::string(kFaissFile) + ".bytes");
       faiss_sum = files.at(kFaissFile).at("checksum").get<std::string>();
     }
   } catch (const nlohmann::json::exception& e) {

@@ -8,9 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "core/base/assets.h"
 #include "core/base/error.h"
+#include "core/base/json_integer.h"
 
 namespace refinery {
 namespace {
@@ -18,9 +20,13 @@ namespace {
 using nlohmann::json;
 
 template <typename T>
-T get_or(const json& j, const char* key, T fallback) {
+T get_or(const json& j, const char* key, T fallback, const std::string& source) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
-  return j[key].get<T>();
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    return json_integer<T>(j[key], source + ": " + key);
+  } else {
+    return j[key].get<T>();
+  }
 }
 
 std::string shape_text(const std::vector<int64_t>& s) {
@@ -51,28 +57,29 @@ json ClipConfig::to_open_clip_json() const {
 ClipConfig ClipConfig::from_open_clip_json(const json& j, const std::string& source) {
   try {
     ClipConfig c;
-    c.name = get_or<std::string>(j, "name", "");
-    c.embed_dim = j.at("embed_dim").get<int>();
-    c.quick_gelu = get_or<bool>(j, "quick_gelu", false);  // open_clip's default is nn.GELU
-    c.layer_norm_eps = get_or<double>(j, "layer_norm_eps", 1e-5);
+    c.name = get_or<std::string>(j, "name", "", source);
+    c.embed_dim = json_integer<int>(j.at("embed_dim"), source + ": embed_dim");
+    c.quick_gelu = get_or<bool>(j, "quick_gelu", false, source);  // open_clip's default is nn.GELU
+    c.layer_norm_eps = get_or<double>(j, "layer_norm_eps", 1e-5, source);
     const json& v = j.at("vision_cfg");
     if (v.contains("layers") && v["layers"].is_array()) {
       throw unimplemented(source + ": ResNet vision towers (vision_cfg.layers is a list) are not supported");
     }
-    c.vision.image_size = v.at("image_size").get<int>();
-    c.vision.patch_size = get_or<int>(v, "patch_size", 16);
-    c.vision.width = v.at("width").get<int>();
-    c.vision.layers = v.at("layers").get<int>();
-    const int head_width = get_or<int>(v, "head_width", 64);
+    c.vision.image_size = json_integer<int>(v.at("image_size"), source + ": vision_cfg.image_size");
+    c.vision.patch_size = get_or<int>(v, "patch_size", 16, source);
+    c.vision.width = json_integer<int>(v.at("width"), source + ": vision_cfg.width");
+    c.vision.layers = json_integer<int>(v.at("layers"), source + ": vision_cfg.layers");
+    const int head_width = get_or<int>(v, "head_width", 64, source);
+    if (head_width <= 0) throw invalid_argument(source + ": vision_cfg.head_width must be positive");
     c.vision.heads = std::max(1, c.vision.width / head_width);
-    c.vision.mlp_ratio = get_or<double>(v, "mlp_ratio", 4.0);
+    c.vision.mlp_ratio = get_or<double>(v, "mlp_ratio", 4.0, source);
     const json& t = j.at("text_cfg");
-    c.text.context_length = get_or<int>(t, "context_length", 77);
-    c.text.vocab_size = get_or<int>(t, "vocab_size", 49408);
-    c.text.width = t.at("width").get<int>();
-    c.text.heads = get_or<int>(t, "heads", 8);
-    c.text.layers = t.at("layers").get<int>();
-    c.text.mlp_ratio = get_or<double>(t, "mlp_ratio", 4.0);
+    c.text.context_length = get_or<int>(t, "context_length", 77, source);
+    c.text.vocab_size = get_or<int>(t, "vocab_size", 49408, source);
+    c.text.width = json_integer<int>(t.at("width"), source + ": text_cfg.width");
+    c.text.heads = get_or<int>(t, "heads", 8, source);
+    c.text.layers = json_integer<int>(t.at("layers"), source + ": text_cfg.layers");
+    c.text.mlp_ratio = get_or<double>(t, "mlp_ratio", 4.0, source);
     c.validate();
     return c;
   } catch (const json::exception& e) {
@@ -118,21 +125,21 @@ ClipConfig ClipConfig::from_hf_json(const json& j, const std::string& source) {
     const json& t = j.at("text_config");
     const json& v = j.at("vision_config");
     ClipConfig c;
-    c.embed_dim = get_or<int>(j, "projection_dim", 512);
-    c.text.width = get_or<int>(t, "hidden_size", 512);
-    c.text.heads = get_or<int>(t, "num_attention_heads", 8);
-    c.text.layers = get_or<int>(t, "num_hidden_layers", 12);
-    c.text.context_length = get_or<int>(t, "max_position_embeddings", 77);
-    c.text.vocab_size = get_or<int>(t, "vocab_size", 49408);
-    c.text.mlp_ratio = static_cast<double>(get_or<int>(t, "intermediate_size", 2048)) / c.text.width;
-    c.vision.width = get_or<int>(v, "hidden_size", 768);
-    c.vision.heads = get_or<int>(v, "num_attention_heads", 12);
-    c.vision.layers = get_or<int>(v, "num_hidden_layers", 12);
-    c.vision.image_size = get_or<int>(v, "image_size", 224);
-    c.vision.patch_size = get_or<int>(v, "patch_size", 32);
-    c.vision.mlp_ratio = static_cast<double>(get_or<int>(v, "intermediate_size", 3072)) / c.vision.width;
-    const std::string act_t = get_or<std::string>(t, "hidden_act", "quick_gelu");
-    const std::string act_v = get_or<std::string>(v, "hidden_act", "quick_gelu");
+    c.embed_dim = get_or<int>(j, "projection_dim", 512, source);
+    c.text.width = get_or<int>(t, "hidden_size", 512, source);
+    c.text.heads = get_or<int>(t, "num_attention_heads", 8, source);
+    c.text.layers = get_or<int>(t, "num_hidden_layers", 12, source);
+    c.text.context_length = get_or<int>(t, "max_position_embeddings", 77, source);
+    c.text.vocab_size = get_or<int>(t, "vocab_size", 49408, source);
+    c.text.mlp_ratio = static_cast<double>(get_or<int>(t, "intermediate_size", 2048, source)) / c.text.width;
+    c.vision.width = get_or<int>(v, "hidden_size", 768, source);
+    c.vision.heads = get_or<int>(v, "num_attention_heads", 12, source);
+    c.vision.layers = get_or<int>(v, "num_hidden_layers", 12, source);
+    c.vision.image_size = get_or<int>(v, "image_size", 224, source);
+    c.vision.patch_size = get_or<int>(v, "patch_size", 32, source);
+    c.vision.mlp_ratio = static_cast<double>(get_or<int>(v, "intermediate_size", 3072, source)) / c.vision.width;
+    const std::string act_t = get_or<std::string>(t, "hidden_act", "quick_gelu", source);
+    const std::string act_v = get_or<std::string>(v, "hidden_act", "quick_gelu", source);
     if (act_t != act_v) throw invalid_argument(source + ": text and vision hidden_act differ (" + act_t + " vs " + act_v + ")");
     if (act_t == "quick_gelu") {
       c.quick_gelu = true;
@@ -141,7 +148,7 @@ ClipConfig ClipConfig::from_hf_json(const json& j, const std::string& source) {
     } else {
       throw invalid_argument(source + ": unsupported hidden_act '" + act_t + "' (quick_gelu or gelu)");
     }
-    c.layer_norm_eps = get_or<double>(t, "layer_norm_eps", 1e-5);
+    c.layer_norm_eps = get_or<double>(t, "layer_norm_eps", 1e-5, source);
     c.validate();
     return c;
   } catch (const json::exception& e) {
@@ -179,7 +186,7 @@ void ClipConfig::validate() const {
   check(vision.width > 0 && vision.layers > 0 && vision.heads > 0, "vision width/layers/heads must be positive");
   check(vision.width % vision.heads == 0, "vision width " + std::to_string(vision.width) +
                                               " is not divisible by its " + std::to_string(vision.heads) + " heads");
-  check(vision.patch_size > 0 && vision.image_size % vision.patch_size == 0,
+  check(vision.patch_size > 0 && vision.image_size >= vision.patch_size && vision.image_size % vision.patch_size == 0,
         "vision image_size " + std::to_string(vision.image_size) + " is not a multiple of patch_size " +
             std::to_string(vision.patch_size));
   check(text.width > 0 && text.layers > 0 && text.heads > 0, "text width/layers/heads must be positive");
@@ -231,7 +238,23 @@ ClipConfig infer_clip_config(const ShapeMap& shapes, const std::string& source) 
       throw invalid_argument(source + ": key '" + key + "' has shape " + shape_text(s) + ", expected rank " +
                              std::to_string(rank));
     }
+    // Bounded so that the products below (image size, FLOPs) stay in range.
+    constexpr int64_t kMaxDim = int64_t{1} << 20;
+    if (s[axis] < 1 || s[axis] > kMaxDim) {
+      throw invalid_argument(source + ": key '" + key + "' has shape " + shape_text(s) + "; dimension " +
+                             std::to_string(axis) + " must be from 1 to " + std::to_string(kMaxDim));
+    }
     return static_cast<int>(s[axis]);
+  };
+  // "visual.transformer.resblocks.11.ln_1.weight" -> 11.
+  auto block_index = [&](const std::string& key, size_t prefix_size) {
+    const size_t end = key.find('.', prefix_size);
+    const std::string digits = key.substr(prefix_size, end == std::string::npos ? std::string::npos : end - prefix_size);
+    if (digits.empty() || digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string::npos) {
+      throw invalid_argument(source + ": key '" + key + "' has no block number after '" + key.substr(0, prefix_size) +
+                             "'");
+    }
+    return std::stoi(digits);
   };
   if (!shapes.count("visual.proj")) {
     if (shapes.count("visual.attnpool.c_proj.weight") || shapes.count("visual.layer1.0.conv1.weight")) {
@@ -243,8 +266,8 @@ ClipConfig infer_clip_config(const ShapeMap& shapes, const std::string& source) 
   std::set<int> vision_blocks, text_blocks;
   const std::string vprefix = "visual.transformer.resblocks.", tprefix = "transformer.resblocks.";
   for (const auto& [key, s] : shapes) {
-    if (key.rfind(vprefix, 0) == 0) vision_blocks.insert(std::stoi(key.substr(vprefix.size())));
-    if (key.rfind(tprefix, 0) == 0) text_blocks.insert(std::stoi(key.substr(tprefix.size())));
+    if (key.rfind(vprefix, 0) == 0) vision_blocks.insert(block_index(key, vprefix.size()));
+    if (key.rfind(tprefix, 0) == 0) text_blocks.insert(block_index(key, tprefix.size()));
   }
   ClipConfig c;
   c.vision.width = dim("visual.conv1.weight", 4, 0);

@@ -13,11 +13,12 @@
 #include "core/data/training_data_loader.h"
 #include "core/eval/alignment_metrics.h"
 #include "core/runtime/autocast_guard.h"
-#include "core/train/training_precision.h"
 #include "core/text/bpe_tokenizer.h"
 #include "core/train/adamw.h"
 #include "core/train/rafa_loss.h"
+#include "core/train/refine_objective.h"
 #include "core/train/refine_step.h"
+#include "core/train/training_precision.h"
 
 namespace refinery {
 namespace {

@@ -7,11 +7,9 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace refinery {
+#include "core/train/objective_options.h"
 
-struct ContrastiveOptions {
-  bool normalize = true;  // false: the reference code's form, scale applied to raw features
-};
+namespace refinery {
 
 // f_*: [B, D] student features; logit_scale: the model's log-scale parameter
 // (a scalar, receives gradient). float32 math whatever the inputs' dtype;

@@ -39,15 +39,6 @@ at::Tensor distill(const at::Tensor& student_logits, const at::Tensor& teacher_l
 
 }  // namespace
 
-void validate_hycd_options(const HycdOptions& options) {
-  if (!std::isfinite(options.alpha) || options.alpha < 0 || options.alpha > 1) {
-    throw invalid_argument("hycd.alpha must be in [0, 1], got " + std::to_string(options.alpha));
-  }
-  if (!std::isfinite(options.temperature) || options.temperature <= 0) {
-    throw invalid_argument("hycd.temperature must be finite and > 0, got " + std::to_string(options.temperature));
-  }
-}
-
 at::Tensor hycd_loss(const at::Tensor& f_image, const at::Tensor& f_text, const at::Tensor& g_image,
                      const at::Tensor& g_text, const HycdOptions& options) {
   validate_hycd_options(options);

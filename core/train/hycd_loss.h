@@ -11,15 +11,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "core/train/objective_options.h"
+
 namespace refinery {
-
-struct HycdOptions {
-  double alpha = 0.5;        // weight of the identity; (1 - alpha) weighs the teacher
-  double temperature = 1.0;  // T; the loss is scaled by T^2 so gradients keep their size
-};
-
-// Throws INVALID_ARGUMENT naming the field: alpha in [0, 1], temperature finite and > 0.
-void validate_hycd_options(const HycdOptions& options);
 
 // f_*: student features [B, D]; g_*: teacher features [B, D'] (D' may differ
 // from D). The teacher's inputs carry no gradient. float32 math whatever the

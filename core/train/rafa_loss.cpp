@@ -74,23 +74,6 @@ void check_pair(const at::Tensor& f, const at::Tensor& z, const char* f_name, co
 
 }  // namespace
 
-RafaPrior parse_rafa_prior(const std::string& name) {
-  if (name == "normal") return RafaPrior::kNormal;
-  if (name == "uniform") return RafaPrior::kUniform;
-  throw invalid_argument("unknown RaFA prior '" + name + "' (choices: normal, uniform)");
-}
-
-const char* rafa_prior_name(RafaPrior prior) { return prior == RafaPrior::kUniform ? "uniform" : "normal"; }
-
-void validate_rafa_options(const RafaOptions& options) {
-  if (!std::isfinite(options.mu)) {
-    throw invalid_argument("rafa.mu must be finite, got " + std::to_string(options.mu));
-  }
-  if (!std::isfinite(options.sigma) || options.sigma < 0) {
-    throw invalid_argument("rafa.sigma must be finite and >= 0, got " + std::to_string(options.sigma));
-  }
-}
-
 std::pair<at::Tensor, at::Tensor> sample_rafa_prior(const RafaOptions& options, int64_t rows, int64_t dim, uint64_t seed,
                                                     int64_t step, c10::Device device) {
   validate_rafa_options(options);

@@ -16,23 +16,9 @@
 #include <string>
 #include <utility>
 
+#include "core/train/objective_options.h"
+
 namespace refinery {
-
-enum class RafaPrior { kNormal, kUniform };
-
-// "normal" | "uniform"; anything else is INVALID_ARGUMENT naming the value and the choices.
-RafaPrior parse_rafa_prior(const std::string& name);
-const char* rafa_prior_name(RafaPrior prior);
-
-struct RafaOptions {
-  double mu = 0.0;     // prior mean (every dimension)
-  double sigma = 1.0;  // prior standard deviation; 0 pins every feature to mu
-  RafaPrior prior = RafaPrior::kNormal;
-  bool shared = true;  // one sample row per pair shared by image and text; false: independent samples per modality
-};
-
-// Throws INVALID_ARGUMENT naming the field: mu finite, sigma finite and >= 0.
-void validate_rafa_options(const RafaOptions& options);
 
 // Prior samples [rows, dim] for one step, float32, drawn on the CPU from a
 // counter-based generator keyed by (seed, step) only, then moved to `device`.

@@ -9,23 +9,6 @@
 namespace refinery {
 namespace {
 
-struct MethodName {
-  RefineMethod method;
-  const char* name;
-};
-
-constexpr MethodName kMethods[] = {
-    {RefineMethod::kClipRefine, "clip-refine"}, {RefineMethod::kContrastive, "contrastive"},
-    {RefineMethod::kSelfKd, "self-kd"},         {RefineMethod::kHycd, "hycd"},
-    {RefineMethod::kRafa, "rafa"},              {RefineMethod::kHycdAlign, "hycd-align"},
-};
-
-std::string method_choices() {
-  std::string s;
-  for (const auto& m : kMethods) s += (s.empty() ? "" : ", ") + std::string(m.name);
-  return s;
-}
-
 void require(const at::Tensor& t, const char* name, RefineMethod method) {
   if (!t.defined()) {
     throw invalid_argument(std::string(name) + " is required by method '" + refine_method_name(method) +
@@ -33,42 +16,7 @@ void require(const at::Tensor& t, const char* name, RefineMethod method) {
   }
 }
 
-void check_lambda(double value, const char* field) {
-  if (!std::isfinite(value) || value < 0) {
-    throw invalid_argument(std::string(field) + " must be finite and >= 0, got " + std::to_string(value));
-  }
-}
-
 }  // namespace
-
-RefineMethod parse_refine_method(const std::string& name) {
-  if (name.empty()) return RefineMethod::kClipRefine;
-  for (const auto& m : kMethods) {
-    if (name == m.name) return m.method;
-  }
-  throw invalid_argument("unknown method '" + name + "' (choices: " + method_choices() + ")");
-}
-
-const char* refine_method_name(RefineMethod m) {
-  for (const auto& entry : kMethods) {
-    if (entry.method == m) return entry.name;
-  }
-  return "unknown";
-}
-
-void RefineObjectiveOptions::validate() const {
-  check_lambda(lambda_rafa, "lambda_rafa");
-  check_lambda(lambda_hycd, "lambda_hycd");
-  validate_hycd_options(hycd);
-  validate_rafa_options(rafa);
-}
-
-bool needs_teacher(RefineMethod m) {
-  return m == RefineMethod::kClipRefine || m == RefineMethod::kSelfKd || m == RefineMethod::kHycd ||
-         m == RefineMethod::kHycdAlign;
-}
-
-bool needs_prior(RefineMethod m) { return m == RefineMethod::kClipRefine || m == RefineMethod::kRafa; }
 
 ObjectiveTerms compute_refine_objective(const RefineObjectiveOptions& options, const at::Tensor& f_image,
                                         const at::Tensor& f_text, const at::Tensor& g_image, const at::Tensor& g_text,

@@ -1,5 +1,5 @@
 // The training objective of a refine job, selected by --method (METHOD.md
-// "Total objective" and "Baselines"):
+// "Total objective" and "Baselines"; the options: objective_options.h):
 //   clip-refine  lambda_rafa * RaFA + lambda_hycd * HyCD   (the paper's method, default)
 //   contrastive  symmetric InfoNCE (CLIP's own loss)
 //   self-kd      lambda_hycd * HyCD with alpha = 0 (pure distillation)
@@ -14,31 +14,10 @@
 
 #include "core/train/contrastive_loss.h"
 #include "core/train/hycd_loss.h"
+#include "core/train/objective_options.h"
 #include "core/train/rafa_loss.h"
 
 namespace refinery {
-
-enum class RefineMethod { kClipRefine, kContrastive, kSelfKd, kHycd, kRafa, kHycdAlign };
-
-// "clip-refine" (also "" -> the default) | "contrastive" | "self-kd" | "hycd" | "rafa" | "hycd-align";
-// anything else is INVALID_ARGUMENT naming the value and listing the choices.
-RefineMethod parse_refine_method(const std::string& name);
-const char* refine_method_name(RefineMethod m);
-
-struct RefineObjectiveOptions {
-  RefineMethod method = RefineMethod::kClipRefine;
-  double lambda_rafa = 1.0;  // weight of RaFA (or of the alignment term in hycd-align)
-  double lambda_hycd = 1.0;  // weight of HyCD
-  HycdOptions hycd;          // alpha 0.5, T 1 (self-kd forces alpha = 0)
-  RafaOptions rafa;          // N(0, 1), shared by the pair
-  ContrastiveOptions contrastive;
-  // INVALID_ARGUMENT naming the field: hycd.alpha in [0, 1], hycd.temperature > 0,
-  // rafa.sigma >= 0, lambdas >= 0; every number finite.
-  void validate() const;
-};
-
-bool needs_teacher(RefineMethod m);  // HyCD-based methods: clip-refine, self-kd, hycd, hycd-align
-bool needs_prior(RefineMethod m);    // RaFA-based methods: clip-refine, rafa
 
 struct ObjectiveTerms {
   at::Tensor total;  // what backward() runs on (float32 scalar)

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include "core/train/refine_objective.h"
+#include "core/train/objective_options.h"
 
 namespace refinery {
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/base/error.h"
+#include "core/base/json_integer.h"
 #include "server/runtime/log.h"
 
 // Creating and dropping are atomic renames too:
@@ -118,15 +119,15 @@ IndexInfo read_info(const std::string& path) {
     const auto j = nlohmann::json::parse(text.str());
     info.name = j.at("name").get<std::string>();
     info.model = j.at("model").get<std::string>();
-    info.dim = j.at("dim").get<int>();
-    info.created_unix_ms = j.at("created_unix_ms").get<int64_t>();
+    info.dim = json_integer<int>(j.at("dim"), "dim");
+    info.created_unix_ms = json_integer<int64_t>(j.at("created_unix_ms"), "created_unix_ms");
     const auto& o = j.at("options");
     info.options.kind = parse_index_kind(o.at("kind").get<std::string>());
-    info.options.ivf_nlist = o.at("ivf_nlist").get<int>();
-    info.options.ivf_nprobe = o.at("ivf_nprobe").get<int>();
-    info.options.hnsw_m = o.at("hnsw_m").get<int>();
-    info.options.hnsw_ef_construction = o.at("hnsw_ef_construction").get<int>();
-    info.options.hnsw_ef_search = o.at("hnsw_ef_search").get<int>();
+    info.options.ivf_nlist = json_integer<int>(o.at("ivf_nlist"), "options.ivf_nlist");
+    info.options.ivf_nprobe = json_integer<int>(o.at("ivf_nprobe"), "options.ivf_nprobe");
+    info.options.hnsw_m = json_integer<int>(o.at("hnsw_m"), "options.hnsw_m");
+    info.options.hnsw_ef_construction = json_integer<int>(o.at("hnsw_ef_construction"), "options.hnsw_ef_construction");
+    info.options.hnsw_ef_search = json_integer<int>(o.at("hnsw_ef_search"), "options.hnsw_ef_search");
   } catch (const nlohmann::json::exception& e) {
     throw invalid_argument(path + ": " + e.what());
   } catch (const Error& e) {

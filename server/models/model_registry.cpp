@@ -15,6 +15,7 @@
 
 #include "core/base/atomic_file.h"
 #include "core/base/error.h"
+#include "core/base/json_integer.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/runtime/torch_runtime.h"
 #include "core/safetensors/safetensors.h"
@@ -169,8 +170,8 @@ void ModelRegistry::load_persisted() {
     try {
       ModelEntry e = describe(m.at("path").get<std::string>(), m.value("model_config_path", ""));
       e.name = m.at("name").get<std::string>();
-      e.version = m.at("version").get<int>();
-      e.created_unix_ms = m.value("created_unix_ms", int64_t{0});
+      e.version = json_integer<int>(m.at("version"), "version");
+      e.created_unix_ms = m.contains("created_unix_ms") ? json_integer<int64_t>(m["created_unix_ms"], "created_unix_ms") : 0;
       e.lineage = lineage_from(m.value("lineage", json::object()));
       models_[e.name][e.version].entry = e;
     } catch (const std::exception& ex) {

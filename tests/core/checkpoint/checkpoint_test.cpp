@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "core/checkpoint/checkpoint_header.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/checkpoint_writer.h"
 #include "core/safetensors/safetensors.h"
@@ -194,6 +195,118 @@ TEST(Checkpoint, OpenClipTrainingCheckpointViaTorchSave) {
   for (const auto& [k, v] : ck.state) {
     EXPECT_TRUE(torch::equal(loaded.at(k), v.to(torch::kHalf).to(torch::kFloat))) << k;
   }
+}
+
+// The header-only read (what models import runs before any weight) tells
+// the same architecture and shapes as reading the weights themselves.
+TEST(CheckpointHeader, AgreesWithTheFullReadForSafetensorsAndHuggingFace) {
+  TempDir dir;
+  auto model = CheckpointReader::load_model(testing::fixture("tiny.safetensors"));
+  CheckpointWriter::write_hf_folder(model, dir / "hf");
+  for (const std::string& path : {testing::fixture("tiny.safetensors"), testing::fixture("tiny-hf"),
+                                 std::string(dir / "hf")}) {
+    const auto header = read_checkpoint_header(path);
+    ASSERT_TRUE(header.has_value()) << path;
+    const Checkpoint full = CheckpointReader::read(path);
+    EXPECT_EQ(header->format, full.format) << path;
+    EXPECT_EQ(header->config, full.config) << path;
+    EXPECT_EQ(header->config_source, full.config_source) << path;
+    EXPECT_EQ(header->shapes, shapes_of(full.state)) << path;
+    EXPECT_EQ(header->shapes.size(), full.state.size()) << path;
+  }
+  // Torch files have no header to read: the caller reads them whole.
+  EXPECT_FALSE(read_checkpoint_header(testing::fixture("tiny.state_dict.pt")).has_value());
+}
+
+// A Hugging Face folder whose weights are the fixture's, in HF names, with
+// one change; `index` writes them as one shard listed by an index file.
+std::string edited_hf_folder(const TempDir& dir, const std::function<void(StateDict&)>& edit,
+                             const std::string& shard = "") {
+  auto model = CheckpointReader::load_model(testing::fixture("tiny.safetensors"));
+  const std::string folder = dir / "hf-edited";
+  CheckpointWriter::write_hf_folder(model, folder);
+  auto file = SafetensorsFile::open(folder + "/model.safetensors");
+  StateDict hf;
+  for (const auto& name : file.names()) {
+    const auto values = file.at(name).to_floats();
+    hf[name] = torch::tensor(values).reshape(file.at(name).shape);
+  }
+  edit(hf);
+  SafetensorsWriter w;
+  for (auto& [k, v] : hf) {
+    auto t = v.to(torch::kFloat).contiguous();
+    w.add(k, DType::kF32, t.sizes().vec(), t.data_ptr(), t.numel() * sizeof(float));
+  }
+  std::remove((folder + "/model.safetensors").c_str());
+  if (shard.empty()) {
+    w.write(folder + "/model.safetensors");
+  } else {
+    w.write(folder + "/weights.safetensors");
+    nlohmann::json index;
+    for (const auto& [k, v] : hf) index["weight_map"][k] = shard;
+    testing::write_file(folder + "/model.safetensors.index.json", index.dump());
+  }
+  return folder;
+}
+
+TEST(CheckpointHeader, MalformedHuggingFaceWeightsAreNamedNotCrashed) {
+  // Each was a raw LibTorch error (or worse) before the names were checked on shapes.
+  const std::string qkv = "vision_model.encoder.layers.0.self_attn.k_proj.weight";
+  const std::string proj = "text_projection.weight";
+  const std::vector<std::pair<std::function<void(StateDict&)>, std::string>> cases = {
+      {[&](StateDict& s) { s[qkv] = torch::zeros({63, 64}); }, "must share one shape"},
+      {[&](StateDict& s) { s.erase(qkv); }, "missing k_proj"},
+      {[&](StateDict& s) { s[proj] = torch::zeros({2, 32, 64}); }, "a projection must be 2-D"},
+      {[&](StateDict& s) { s["vision_model.encoder.layers.x.layer_norm1.weight"] = torch::zeros({64}); },
+       "unexpected key 'vision_model.encoder.layers.x.layer_norm1.weight'"},
+      {[&](StateDict& s) { s["text_model.encoder.layers.0"] = torch::zeros({1}); },
+       "unexpected key 'text_model.encoder.layers.0'"},
+  };
+  for (const auto& [edit, phrase] : cases) {
+    TempDir dir;
+    const std::string folder = edited_hf_folder(dir, edit);
+    for (const auto& error : {error_of([&] { read_checkpoint_header(folder); }),
+                              error_of([&] { CheckpointReader::read(folder); })}) {
+      EXPECT_NE(error.find(folder), std::string::npos) << error;
+      EXPECT_NE(error.find(phrase), std::string::npos) << error;
+    }
+  }
+}
+
+TEST(CheckpointHeader, ShardsMustBeFilesInsideTheFolder) {
+  TempDir dir;
+  const std::string ok = edited_hf_folder(dir, [](StateDict&) {}, "weights.safetensors");
+  EXPECT_EQ(read_checkpoint_header(ok)->shapes, CheckpointReader::read_header(testing::fixture("tiny-hf")).shapes);
+  for (const std::string shard : {"../hf-edited/weights.safetensors", "/etc/passwd", "..", "sub/weights.safetensors"}) {
+    TempDir other;
+    const std::string folder = edited_hf_folder(other, [](StateDict&) {}, shard);
+    for (const auto& error : {error_of([&] { read_checkpoint_header(folder); }),
+                              error_of([&] { CheckpointReader::read(folder); })}) {
+      EXPECT_NE(error.find("must name a file in the folder"), std::string::npos) << shard << ": " << error;
+    }
+  }
+}
+
+TEST(CheckpointHeader, ImplausibleShapesAreRefusedBeforeAnyArithmetic) {
+  TempDir dir;
+  // A block number that is not one, and dimensions far past any CLIP.
+  auto bad_block = edited_checkpoint(dir, [](StateDict& s) { s["transformer.resblocks.x.ln_1.weight"] = torch::zeros({1}); });
+  auto error = error_of([&] { read_checkpoint_header(bad_block); });
+  EXPECT_NE(error.find("'transformer.resblocks.x.ln_1.weight' has no block number"), std::string::npos) << error;
+  // Shapes only: a [2^30, 0] tensor holds no data, yet its first dimension is huge.
+  SafetensorsWriter w;
+  Checkpoint ck = CheckpointReader::read(testing::fixture("tiny.safetensors"));
+  for (auto& [k, v] : ck.state) {
+    auto t = v.contiguous();
+    if (k == "visual.positional_embedding") {
+      w.add(k, DType::kF32, {int64_t{1} << 30, 0}, nullptr, 0);
+      continue;
+    }
+    w.add(k, DType::kF32, t.sizes().vec(), t.data_ptr(), t.numel() * sizeof(float));
+  }
+  w.write(dir / "huge.safetensors");
+  error = error_of([&] { read_checkpoint_header(dir / "huge.safetensors"); });
+  EXPECT_NE(error.find("'visual.positional_embedding' has shape [1073741824, 0]"), std::string::npos) << error;
 }
 
 TEST(Checkpoint, DeclaredConfigMustMatchTheWeights) {
