@@ -56,19 +56,17 @@ if(NOT REFINERY_TORCH_ONLY)
 endif()
 
 if(NOT REFINERY_TORCH_ONLY)
-  # Serving: gRPC + protobuf, FAISS, civetweb (metrics endpoint).
+  # Serving: gRPC + protobuf, FAISS, cpp-httplib (the /metrics endpoint; its
+  # pkg-config file carries the defines it was built with) and OpenSSL, which
+  # serves /metrics over TLS.
   find_package(Protobuf REQUIRED)
   find_package(gRPC CONFIG REQUIRED)
   find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
   find_package(OpenMP REQUIRED)  # faiss's config refers to OpenMP::OpenMP_CXX without finding it
   find_package(faiss CONFIG REQUIRED)
-  # Debian's civetweb CMake config insists on the civetweb binary; the
-  # library and header are all we need.
-  find_path(CIVETWEB_INCLUDE_DIR civetweb.h REQUIRED)
-  find_library(CIVETWEB_LIBRARY civetweb REQUIRED)
-  add_library(civetweb::civetweb-c UNKNOWN IMPORTED)
-  set_target_properties(civetweb::civetweb-c PROPERTIES
-    IMPORTED_LOCATION "${CIVETWEB_LIBRARY}" INTERFACE_INCLUDE_DIRECTORIES "${CIVETWEB_INCLUDE_DIR}")
+  find_package(OpenSSL REQUIRED)
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib>=0.11)
   find_package(SQLite3 REQUIRED)
 
   # PLplot (charts): the C++ binding. Its own CMake config drags in every

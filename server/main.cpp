@@ -33,9 +33,9 @@
 #include "server/runtime/access_control.h"
 #include "server/runtime/call_guard.h"
 #include "server/runtime/log.h"
+#include "server/runtime/memory_budget.h"
 #include "server/runtime/rpc_metrics.h"
 #include "server/runtime/server_config.h"
-#include "server/runtime/memory_budget.h"
 #include "server/runtime/worker_pool.h"
 
 namespace refinery {
@@ -102,6 +102,9 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--listen", cfg.listen, "gRPC address HOST:PORT")->capture_default_str();
   app.add_option("--metrics-listen", cfg.metrics_listen, "Prometheus /metrics address HOST:PORT ('' = off)")
       ->capture_default_str();
+  app.add_flag("--metrics-tls", cfg.metrics_tls,
+               "Serve /metrics over HTTPS with --tls-cert/--tls-key; with --tls-client-ca scrapers need a client "
+               "certificate it signed");
   app.add_option("--data-dir", cfg.data_dir, "Jobs DB, checkpoints and indexes; survives restarts")->capture_default_str();
   app.add_option("--models-dir", cfg.models_dir, "Every checkpoint in this folder is registered by name at start");
   app.add_option("--default-model", cfg.default_model, "Model used when a call names none (default: first registered)");
@@ -302,8 +305,13 @@ int run(int argc, char** argv) {
   }
   std::unique_ptr<MetricsHttpServer> metrics_http;
   if (!cfg.metrics_listen.empty()) {
-    metrics_http = std::make_unique<MetricsHttpServer>(metrics_registry, cfg.metrics_listen);
-    log_info("metrics on http://%s/metrics", cfg.metrics_listen.c_str());
+    MetricsTlsOptions metrics_tls;
+    if (cfg.metrics_tls) {
+      metrics_tls = {cfg.security.tls_cert, cfg.security.tls_key, cfg.security.tls_client_ca};
+    }
+    metrics_http = std::make_unique<MetricsHttpServer>(metrics_registry, cfg.metrics_listen, metrics_tls);
+    log_info("metrics on %s://%s/metrics%s", cfg.metrics_tls ? "https" : "http", cfg.metrics_listen.c_str(),
+             cfg.metrics_tls && cfg.security.mtls() ? " (client certificates required)" : "");
   }
   log_info("serving gRPC on %s (port %d)", cfg.listen.c_str(), port);
 

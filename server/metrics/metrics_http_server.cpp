@@ -2,57 +2,26 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <civetweb.h>
-#include <dlfcn.h>
-#include <pthread.h>
+#include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509err.h>
 
-#include <atomic>
-#include <chrono>
-#include <cstdint>
-#include <cstdio>
+#include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <exception>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "core/base/error.h"
 #include "server/metrics/metrics_registry.h"
 
-// Debian's civetweb starts its threads with a stack fixed at build time
-// (100 KiB). glibc refuses a stack smaller than the process's static TLS,
-// and LibTorch + OpenBLAS + glog need more than that (~110 KiB measured),
-// so mg_start2 failed with "Cannot create threads" inside refineryd. This
-// definition interposes pthread_attr_setstacksize for the process (the
-// executable's symbol wins over libc's) and raises requests below a floor;
-// larger requests pass through unchanged. It lives in this file because this
-// object is linked wherever civetweb is used.
-extern "C" int pthread_attr_setstacksize(pthread_attr_t* attr, size_t size) {
-  constexpr size_t kMinThreadStack = size_t{1} << 20;
-  using Real = int (*)(pthread_attr_t*, size_t);
-  static const Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "pthread_attr_setstacksize"));
-  return real(attr, size < kMinThreadStack ? kMinThreadStack : size);
-}
-
 namespace refinery {
 
 namespace {
-
-// mg_init_library()/mg_exit_library() are reference counted but not thread
-// safe, and civetweb leaks its globals if mg_start2() has to init them itself.
-std::mutex& civetweb_library_mutex() {
-  static std::mutex mutex;
-  return mutex;
-}
-
-// civetweb reports why a start failed (e.g. "cannot bind to ...: 98 (Address
-// already in use)") only through log_message, on the thread calling
-// mg_start2; the constructor points this at a buffer for that call.
-thread_local std::string* startup_log = nullptr;
 
 constexpr const char* kIndexPage =
     "<!DOCTYPE html>\n<html><head><title>refineryd metrics</title></head>\n"
@@ -62,10 +31,16 @@ constexpr const char* kIndexPage =
   throw invalid_argument("metrics listen address \"" + listen + "\": " + why);
 }
 
-// "HOST:PORT" -> civetweb's "IP:PORT" / "[IPv6]:PORT". We parse it ourselves
-// so that civetweb's own suffixes ("s" for TLS, "r" for redirect, comma
-// lists) can never be smuggled in, and so that host names resolve.
-std::string to_civetweb_port_spec(const std::string& listen) {
+struct ListenAddress {
+  std::string host;  // numeric: an IPv4 or IPv6 address, no brackets
+  int port = 0;
+  int family = AF_INET;
+};
+
+// "HOST:PORT" -> a numeric host and a port. We parse and resolve it
+// ourselves so that lists, suffixes or a missing port are refused by name,
+// and so that "localhost" means 127.0.0.1 where IPv6 is off.
+ListenAddress parse_listen_address(const std::string& listen) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) throw_bad_listen(listen, "expected HOST:PORT, e.g. 127.0.0.1:9464");
   std::string host = listen.substr(0, colon);
@@ -88,7 +63,6 @@ std::string to_civetweb_port_spec(const std::string& listen) {
   if (rc != 0 || found == nullptr) {
     throw_bad_listen(listen, "cannot resolve host \"" + host + "\": " + gai_strerror(rc));
   }
-  // Prefer IPv4: "localhost" should mean 127.0.0.1 where IPv6 is disabled.
   const addrinfo* chosen = found;
   for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
     if (ai->ai_family == AF_INET) {
@@ -97,191 +71,163 @@ std::string to_civetweb_port_spec(const std::string& listen) {
     }
   }
   char numeric[INET6_ADDRSTRLEN] = {};
-  std::string spec;
+  ListenAddress out;
+  out.port = std::stoi(port_text);
+  out.family = chosen->ai_family;
   if (chosen->ai_family == AF_INET) {
     inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(chosen->ai_addr)->sin_addr, numeric, sizeof(numeric));
-    spec = std::string(numeric) + ":" + port_text;
   } else if (chosen->ai_family == AF_INET6) {
     inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(chosen->ai_addr)->sin6_addr, numeric,
               sizeof(numeric));
-    spec = "[" + std::string(numeric) + "]:" + port_text;
   }
   freeaddrinfo(found);
-  if (spec.empty()) throw_bad_listen(listen, "host \"" + host + "\" is neither IPv4 nor IPv6");
-  if (spec.front() == '[' && mg_check_feature(MG_FEATURES_IPV6) == 0) {
-    throw_bad_listen(listen, "this civetweb build has no IPv6 support");
-  }
-  return spec;
+  if (numeric[0] == '\0') throw_bad_listen(listen, "host \"" + host + "\" is neither IPv4 nor IPv6");
+  out.host = numeric;
+  return out;
 }
 
-// Connects to our own listening socket and hangs up at once. Non-blocking,
-// so a firewall that drops the SYN cannot stall shutdown (the caller retries).
-void poke_listening_socket(const std::string& host, int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) return;
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return;
-  (void)connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+// Why binding `address` fails, found by trying it on a socket of our own:
+// cpp-httplib reports only that it failed.
+std::string bind_failure(const ListenAddress& address) {
+  const int fd = socket(address.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::string("socket: ") + std::strerror(errno);
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  if (address.family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&storage);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(address.port));
+    inet_pton(AF_INET6, address.host.c_str(), &a->sin6_addr);
+    len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&storage);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(address.port));
+    inet_pton(AF_INET, address.host.c_str(), &a->sin_addr);
+    len = sizeof(*a);
+  }
+  std::string why = "cannot bind";
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&storage), len) != 0) why += std::string(": ") + std::strerror(errno);
   close(fd);
+  return why;
 }
 
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 500: return "Internal Server Error";
+// OpenSSL's queued errors as one line, the queue emptied.
+std::string openssl_errors() {
+  std::string out;
+  while (const unsigned long code = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof(buf));
+    if (!out.empty()) out += "; ";
+    out += buf;
   }
-  return "Unknown";
+  return out.empty() ? "unknown OpenSSL error" : out;
 }
 
-// RFC 9110 IMF-fixdate, built by hand: strftime's names follow the locale.
-std::string http_date() {
-  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[utc.tm_wday], utc.tm_mday,
-                kMonths[utc.tm_mon], utc.tm_year + 1900, utc.tm_hour, utc.tm_min, utc.tm_sec);
-  return buf;
+// Loads the certificate chain, key and client CA into `ctx`; on failure
+// sets `error` naming the file and returns false.
+bool set_up_tls(SSL_CTX& ctx, const MetricsTlsOptions& tls, std::string& error) {
+  ERR_clear_error();
+  auto fail = [&](const std::string& what) {
+    error = what + ": " + openssl_errors();
+    return false;
+  };
+  SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
+  if (SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION) != 1) return fail("cannot require TLS 1.2");
+  if (SSL_CTX_use_certificate_chain_file(&ctx, tls.cert_file.c_str()) != 1) {
+    return fail("cannot use the certificate chain in " + tls.cert_file);
+  }
+  if (SSL_CTX_use_PrivateKey_file(&ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      return fail("the key in " + tls.key_file + " does not match the certificate in " + tls.cert_file);
+    }
+    return fail("cannot use the private key in " + tls.key_file);
+  }
+  if (SSL_CTX_check_private_key(&ctx) != 1) {
+    return fail("the key in " + tls.key_file + " does not match the certificate in " + tls.cert_file);
+  }
+  if (!tls.client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(&ctx, tls.client_ca_file.c_str(), nullptr) != 1) {
+      return fail("cannot use the client CA in " + tls.client_ca_file);
+    }
+    // The CA names the handshake offers, so clients pick the right certificate.
+    if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str())) {
+      SSL_CTX_set_client_CA_list(&ctx, names);
+    }
+    SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  return true;
 }
 
-// Writes the whole response ourselves: civetweb's header helpers format the
-// Date header with gmtime(), which is not thread safe in Debian's build
-// (ThreadSanitizer flags concurrent scrapes).
-int send_response(mg_connection* conn, int status, const char* content_type, const std::string& body,
-                  const char* allow = nullptr) {
-  const bool head_only = std::strcmp(mg_get_request_info(conn)->request_method, "HEAD") == 0;
-  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
-  head += "Date: " + http_date() + "\r\n";
-  head += std::string("Content-Type: ") + content_type + "\r\n";
-  head += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  head += "Cache-Control: no-store\r\n";  // a scrape must never come from a cache
-  head += "X-Content-Type-Options: nosniff\r\n";
-  if (allow != nullptr) head += std::string("Allow: ") + allow + "\r\n";
-  head += "Connection: close\r\n\r\n";  // keep-alive is off; say so
-  mg_write(conn, head.data(), head.size());
-  if (!head_only && !body.empty()) mg_write(conn, body.data(), body.size());
-  return status;
+void answer(httplib::Response& res, int status, const std::string& body, const char* content_type) {
+  res.status = status;
+  res.set_content(body, content_type);
+  res.set_header("Cache-Control", "no-store");  // a scrape must never come from a cache
+  res.set_header("X-Content-Type-Options", "nosniff");
 }
 
 }  // namespace
 
-MetricsHttpServer::MetricsHttpServer(const MetricsRegistry& registry, const std::string& listen)
-    : registry_(registry), listen_(listen) {
-  const std::string port_spec = to_civetweb_port_spec(listen);
-
-  const char* options[] = {
-      "listening_ports", port_spec.c_str(),
-      // Scrapes are rare and short; a slow client must not pin a thread long.
-      "num_threads", "3",
-      "request_timeout_ms", "10000",
-      "enable_keep_alive", "no",
-      "enable_directory_listing", "no",
-      nullptr,
-  };
-  mg_callbacks callbacks{};
-  // begin_request sees every request, so no path ever reaches civetweb's file
-  // serving and there is no window before a handler is registered.
-  callbacks.begin_request = [](mg_connection* conn) {
-    return handle_request(conn, mg_get_request_info(conn)->user_data);
-  };
-  // Keep civetweb off stderr; during start-up its messages explain failures.
-  callbacks.log_message = [](const mg_connection*, const char* message) {
-    if (startup_log != nullptr && message != nullptr) {
-      if (startup_log->find(message) == std::string::npos) {
-        if (!startup_log->empty()) *startup_log += "; ";
-        *startup_log += message;
+MetricsHttpServer::MetricsHttpServer(const MetricsRegistry& registry, const std::string& listen,
+                                     const MetricsTlsOptions& tls)
+    : registry_(registry), listen_(listen), tls_(tls.enabled()) {
+  const ListenAddress address = parse_listen_address(listen);
+  if (tls.enabled()) {
+    if (tls.key_file.empty()) throw invalid_argument("metrics TLS: a certificate needs its key (--tls-key)");
+    std::string error;
+    auto server = std::make_unique<httplib::SSLServer>(
+        [&](SSL_CTX& ctx) { return set_up_tls(ctx, tls, error); });
+    if (!server->is_valid()) throw invalid_argument("metrics TLS: " + (error.empty() ? openssl_errors() : error));
+    server_ = std::move(server);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& s = *server_;
+  // Scrapes are rare and short: three workers, and a slow client cannot pin
+  // one for long. One request per connection, as Prometheus scrapes.
+  s.new_task_queue = [] { return new httplib::ThreadPool(3); };
+  s.set_read_timeout(10, 0);
+  s.set_write_timeout(10, 0);
+  s.set_keep_alive_max_count(1);
+  s.set_payload_max_length(64 * 1024);
+  // Every request is answered here, before cpp-httplib's routing: no file
+  // serving, and every method and path gets a deliberate answer.
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const bool readable = req.method == "GET" || req.method == "HEAD";
+    const char* text = "text/plain; charset=utf-8";
+    try {
+      if (req.path == "/metrics" || req.path == "/") {
+        if (!readable) {
+          answer(res, 405, "Only GET and HEAD.\n", text);
+          res.set_header("Allow", "GET, HEAD");
+        } else if (req.path == "/metrics") {
+          answer(res, 200, registry_.serialize(), MetricsRegistry::kContentType);
+        } else {
+          answer(res, 200, kIndexPage, "text/html; charset=utf-8");
+        }
+      } else {
+        answer(res, 404, "Not found: " + req.path + " (try /metrics)\n", text);
       }
+    } catch (const std::exception& e) {
+      // A failing collector: 500, so Prometheus marks the target down.
+      answer(res, 500, std::string("metrics collection failed: ") + e.what() + "\n", text);
     }
-    return 1;
-  };
+    return httplib::Server::HandlerResponse::Handled;
+  });
 
-  mg_init_data init{};
-  init.callbacks = &callbacks;
-  init.user_data = this;
-  init.configuration_options = options;
-  char error_text[256] = {};
-  unsigned error_code = 0;
-  mg_error_data error{};
-  error.code = &error_code;
-  error.text = error_text;
-  error.text_buffer_size = sizeof(error_text);
-
-  std::string log;
-  std::lock_guard<std::mutex> lock(civetweb_library_mutex());
-  mg_init_library(0);
-  startup_log = &log;
-  context_ = mg_start2(&init, &error);
-  startup_log = nullptr;
-  if (context_ == nullptr) {
-    mg_exit_library();
-    std::string why = error_text[0] != '\0' ? error_text : "unknown civetweb error";
-    // The log holds the cause ("cannot bind to ...: 98 (Address already in
-    // use)") and usually repeats error_text, which is generic.
-    if (!log.empty()) why = log;
-    throw_bad_listen(listen, "cannot start the metrics HTTP server: " + why);
+  if (address.port == 0) {
+    port_ = s.bind_to_any_port(address.host);
+    if (port_ <= 0) throw_bad_listen(listen, bind_failure(address));
+  } else {
+    if (!s.bind_to_port(address.host, address.port)) throw_bad_listen(listen, bind_failure(address));
+    port_ = address.port;
   }
-  mg_server_port ports[4] = {};
-  const int count = mg_get_server_ports(context_, 4, ports);
-  if (count < 1 || ports[0].port <= 0) {
-    mg_stop(context_);
-    mg_exit_library();
-    throw_bad_listen(listen, "civetweb started but reports no bound port");
-  }
-  port_ = ports[0].port;
-  // Where the destructor can reach the listener; IPv4 only (our civetweb has
-  // no IPv6), and a wildcard listener is reachable on loopback.
-  wake_host_ = port_spec.substr(0, port_spec.rfind(':'));
-  if (wake_host_ == "0.0.0.0") wake_host_ = "127.0.0.1";
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
 }
 
 MetricsHttpServer::~MetricsHttpServer() {
-  std::lock_guard<std::mutex> lock(civetweb_library_mutex());
-  // civetweb's master thread polls the listening socket with a fixed 2 s
-  // timeout (SOCKET_TIMEOUT_QUANTUM, compiled into Debian's build) and only
-  // then notices the stop flag; a connection wakes it at once, which turns a
-  // 2 s shutdown into milliseconds.
-  std::atomic<bool> stopped{false};
-  std::thread stopper([this, &stopped] {
-    mg_stop(context_);  // joins the worker threads: no handler runs after this
-    stopped = true;
-  });
-  while (!stopped) {
-    poke_listening_socket(wake_host_, port_);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  stopper.join();
-  mg_exit_library();
-}
-
-int MetricsHttpServer::handle_request(mg_connection* conn, void* self) {
-  const auto* server = static_cast<const MetricsHttpServer*>(self);
-  const mg_request_info* request = mg_get_request_info(conn);
-  const std::string path = request->local_uri != nullptr ? request->local_uri : "";
-  const std::string method = request->request_method != nullptr ? request->request_method : "";
-  const bool readable = method == "GET" || method == "HEAD";
-  try {
-    if (path == "/metrics") {
-      if (!readable) return send_response(conn, 405, "text/plain; charset=utf-8", "Only GET and HEAD.\n", "GET, HEAD");
-      return send_response(conn, 200, MetricsRegistry::kContentType, server->registry_.serialize());
-    }
-    if (path == "/") {
-      if (!readable) return send_response(conn, 405, "text/plain; charset=utf-8", "Only GET and HEAD.\n", "GET, HEAD");
-      return send_response(conn, 200, "text/html; charset=utf-8", kIndexPage);
-    }
-    return send_response(conn, 404, "text/plain; charset=utf-8", "Not found: " + path + " (try /metrics)\n");
-  } catch (const std::exception& e) {
-    // A failing collector: answer 500 so Prometheus marks the target down,
-    // and never let an exception unwind through civetweb's C frames.
-    return send_response(conn, 500, "text/plain; charset=utf-8",
-                         std::string("metrics collection failed: ") + e.what() + "\n");
-  }
+  server_->stop();  // closes the listening socket; the accept loop returns
+  thread_.join();   // ... after the worker pool has finished its requests
 }
 
 }  // namespace refinery

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "core/base/json_integer.h"
 
 namespace refinery {
 namespace {
@@ -32,27 +33,29 @@ void ServerConfig::load_file(const std::string& path) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string key = normalise_key(it.key());
     const auto& v = it.value();
+    const std::string where = path + ": key '" + it.key() + "'";
     try {
       if (key == "listen") listen = v.get<std::string>();
       else if (key == "metrics_listen") metrics_listen = v.get<std::string>();
+      else if (key == "metrics_tls") metrics_tls = v.get<bool>();
       else if (key == "data_dir") data_dir = v.get<std::string>();
       else if (key == "models_dir") models_dir = v.get<std::string>();
       else if (key == "default_model") default_model = v.get<std::string>();
       else if (key == "device") device = v.get<std::string>();
-      else if (key == "threads") threads = v.get<int>();
-      else if (key == "preprocess_threads") preprocess_threads = v.get<int>();
-      else if (key == "decode_memory_mb") decode_memory_mb = v.get<int64_t>();
+      else if (key == "threads") threads = json_integer<int>(v, where);
+      else if (key == "preprocess_threads") preprocess_threads = json_integer<int>(v, where);
+      else if (key == "decode_memory_mb") decode_memory_mb = json_integer<int64_t>(v, where);
       else if (key == "model_memory_budget_gb") model_memory_budget_gb = v.get<double>();
-      else if (key == "max_request_items") max_request_items = v.get<int>();
-      else if (key == "max_message_mb") max_message_mb = v.get<int>();
+      else if (key == "max_request_items") max_request_items = json_integer<int>(v, where);
+      else if (key == "max_message_mb") max_message_mb = json_integer<int>(v, where);
       else if (key == "shutdown_grace_s") shutdown_grace_s = v.get<double>();
-      else if (key == "max_queued_jobs") max_queued_jobs = v.get<int>();
-      else if (key == "checkpoint_every") checkpoint_every = v.get<int64_t>();
-      else if (key == "max_step_events") max_step_events = v.get<int64_t>();
-      else if (key == "max_image_pixels") max_image_pixels = v.get<int64_t>();
-      else if (key == "max_index_items") max_index_items = v.get<int64_t>();
-      else if (key == "max_rpc_threads") max_rpc_threads = v.get<int>();
-      else if (key == "max_streams_per_connection") max_streams_per_connection = v.get<int>();
+      else if (key == "max_queued_jobs") max_queued_jobs = json_integer<int>(v, where);
+      else if (key == "checkpoint_every") checkpoint_every = json_integer<int64_t>(v, where);
+      else if (key == "max_step_events") max_step_events = json_integer<int64_t>(v, where);
+      else if (key == "max_image_pixels") max_image_pixels = json_integer<int64_t>(v, where);
+      else if (key == "max_index_items") max_index_items = json_integer<int64_t>(v, where);
+      else if (key == "max_rpc_threads") max_rpc_threads = json_integer<int>(v, where);
+      else if (key == "max_streams_per_connection") max_streams_per_connection = json_integer<int>(v, where);
       else if (key == "keepalive_s") keepalive_s = v.get<double>();
       else if (key == "max_connection_idle_s") max_connection_idle_s = v.get<double>();
       else if (key == "max_connection_age_s") max_connection_age_s = v.get<double>();
@@ -65,10 +68,10 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "import_root") security.import_roots = v.get<std::vector<std::string>>();
       else if (key == "export_root") security.export_roots = v.get<std::vector<std::string>>();
       else if (key == "allow_pickle") security.allow_pickle = v.get<bool>();
-      else if (key == "max_batch_images") batcher.max_batch_images = v.get<int>();
-      else if (key == "max_batch_texts") batcher.max_batch_texts = v.get<int>();
+      else if (key == "max_batch_images") batcher.max_batch_images = json_integer<int>(v, where);
+      else if (key == "max_batch_texts") batcher.max_batch_texts = json_integer<int>(v, where);
       else if (key == "max_wait_ms") batcher.max_wait_ms = v.get<double>();
-      else if (key == "max_queue_items") batcher.max_queue_items = v.get<int>();
+      else if (key == "max_queue_items") batcher.max_queue_items = json_integer<int>(v, where);
       else throw invalid_argument(path + ": unknown key '" + it.key() + "'");
     } catch (const nlohmann::json::exception& e) {
       throw invalid_argument(path + ": key '" + it.key() + "' has the wrong type: " + without_quoted_input(e.what()));
@@ -104,6 +107,7 @@ void ServerConfig::validate() const {
         "--max-connection-idle-s and --max-connection-age-s must not be negative (0 = off)");
   check(security.tls_cert.empty() == security.tls_key.empty(), "--tls-cert and --tls-key go together");
   check(security.tls_client_ca.empty() || security.tls(), "--tls-client-ca needs --tls-cert and --tls-key");
+  check(!metrics_tls || security.tls(), "--metrics-tls serves /metrics with --tls-cert and --tls-key: give both");
   if (!is_loopback_address(listen) && !security.insecure_allow_remote) {
     check(security.authenticates(),
           "--listen " + listen + " accepts connections from other machines, and nothing authenticates them: "
@@ -151,6 +155,7 @@ bool is_loopback_address(const std::string& listen) {
 std::string ServerConfig::to_json() const {
   nlohmann::json j = {{"listen", listen},
                       {"metrics_listen", metrics_listen},
+                      {"metrics_tls", metrics_tls},
                       {"data_dir", data_dir},
                       {"models_dir", models_dir},
                       {"default_model", default_model},

@@ -65,6 +65,7 @@ bool is_loopback_address(const std::string& listen);
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";  // empty: no metrics endpoint
+  bool metrics_tls = false;                        // /metrics over TLS with --tls-cert/--tls-key (mTLS with --tls-client-ca)
   std::string data_dir = "./refinery-data";        // jobs DB, checkpoints, indexes
   std::string models_dir;                          // every checkpoint here is registered at start
   std::string default_model;                       // empty: the first registered

@@ -2,7 +2,8 @@
 # End-to-end test of who may reach refineryd and what they may do, with real
 # processes and real certificates made here by openssl: mutual TLS, bearer
 # tokens with roles, the reload of the tokens file on SIGHUP, the refusal to
-# listen beyond loopback unauthenticated, and the refused calls on /metrics.
+# listen beyond loopback unauthenticated, /metrics over the same mutual TLS
+# (curl and a real Prometheus scrape it), and the refused calls counted there.
 # Then a hostile client (hostile_client.cpp) sends every kind of bad call
 # beside a legitimate client while a job trains: each bad call must get its
 # status, the legitimate calls their very same results, the job must finish,
@@ -33,11 +34,11 @@ ln -s "$WORK/outside" "$WORK/datasets/escape"
 cp "$FIX/tiny.safetensors" "$FIX/tiny.state_dict.pt" "$WORK/import/"
 cp "$FIX/tiny.safetensors" "$WORK/outside/"
 
-# expect_fail PHRASE CMD...: CMD exits non-zero and its stderr holds PHRASE.
+# expect_fail PHRASE CMD...: CMD exits non-zero and its stderr holds PHRASE (any, when PHRASE is "").
 expect_fail() {
   local phrase=$1; shift
   if "$@" > "$WORK/out.txt" 2> "$WORK/err.txt"; then fail "'$*' succeeded"; fi
-  grep -qF -- "$phrase" "$WORK/err.txt" || fail "'$*': error lacks '$phrase': $(cat "$WORK/err.txt")"
+  [[ -z $phrase ]] || grep -qF -- "$phrase" "$WORK/err.txt" || fail "'$*': error lacks '$phrase': $(cat "$WORK/err.txt")"
   ok "refused: $(head -n 1 "$WORK/err.txt" | cut -c1-160)"
 }
 
@@ -85,7 +86,7 @@ export REFINERY_TLS_CA=$PKI/test-ca.pem REFINERY_TLS_CERT=$PKI/client.pem REFINE
 start_refineryd --listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --data-dir "$WORK/data" \
   --models-dir "$WORK/models" --tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" \
   --tls-client-ca "$PKI/test-ca.pem" --auth-tokens "$WORK/tokens" --data-root "$WORK/datasets" \
-  --import-root "$WORK/import" --export-root "$WORK/export"
+  --import-root "$WORK/import" --export-root "$WORK/export" --metrics-tls
 grep -q "security: mutual TLS; 3 token(s): 1 admin, 1 trainer, 1 reader" "$WORK/server.log" ||
   fail "no security line in the log"
 ok "health answers without a token; $(grep -o 'security: .*' "$WORK/server.log" | head -n 1)"
@@ -225,8 +226,19 @@ grep -qF "$NEWCOMER" "$WORK/server.log" && fail "the log shows a token"
 cli --token "$NEWCOMER" models list > /dev/null || fail "a broken tokens file dropped the old tokens"
 ok "reloaded on SIGHUP; a broken file is reported (line, not token) and the old tokens stay"
 
+echo "== /metrics over mutual TLS: the same certificate, the same client CA"
+MURL="https://127.0.0.1:$MPORT/metrics"
+expect_fail "" curl -sSf --max-time 5 "http://127.0.0.1:$MPORT/metrics"
+expect_fail "" curl -sSf --max-time 5 --cacert "$PKI/test-ca.pem" "$MURL"
+expect_fail "" curl -sSf --max-time 5 --cacert "$PKI/test-ca.pem" --cert "$PKI/intruder.pem" --key "$PKI/intruder.key" "$MURL"
+bash "$(dirname "$(realpath "$0")")/../server/metrics/prometheus_scrape_test.sh" --target "127.0.0.1:$MPORT" \
+  --tls-ca "$PKI/test-ca.pem" --tls-client "$PKI/client.pem" "$PKI/client.key" --timeout 60 \
+  --expect refinery_build_info > "$WORK/scrape.txt" 2>&1 || { cat "$WORK/scrape.txt"; fail "Prometheus could not scrape over mTLS"; }
+ok "$(grep PASS "$WORK/scrape.txt")"
+
 echo "== refused calls on /metrics, by method and code"
-curl -sf "http://127.0.0.1:$MPORT/metrics" > "$WORK/metrics.txt" || fail "no /metrics"
+curl -sf --cacert "$PKI/test-ca.pem" --cert "$PKI/client.pem" --key "$PKI/client.key" "$MURL" > "$WORK/metrics.txt" ||
+  fail "no /metrics"
 grep -q 'refinery_grpc_calls_total{method="ListModels",code="UNAUTHENTICATED"} [1-9]' "$WORK/metrics.txt" ||
   fail "UNAUTHENTICATED calls not counted: $(grep calls_total "$WORK/metrics.txt")"
 grep -q 'refinery_grpc_calls_total{method="DeleteModel",code="PERMISSION_DENIED"} [1-9]' "$WORK/metrics.txt" ||

@@ -92,7 +92,7 @@ void fill(refinery::MetricsRegistry& registry) {
 }
 
 int serve(const refinery::MetricsRegistry& registry, const std::string& listen) {
-  // Block the stop signals before civetweb starts its threads (they inherit
+  // Block the stop signals before the HTTP server starts its threads (they inherit
   // the mask), so sigwait below is the only place that receives them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);

@@ -4,12 +4,15 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -256,6 +259,116 @@ TEST_F(MetricsHttpServerTest, TwoServersCoexist) {
   EXPECT_NE(a.port(), b.port());
   EXPECT_NE(http_get(b.port(), "/metrics").body.find("other_gauge 1\n"), std::string::npos);
   EXPECT_NE(http_get(a.port(), "/metrics").body.find("refinery_queue_depth"), std::string::npos);
+}
+
+// --- /metrics over TLS, with certificates made by openssl and scrapes by curl.
+
+// Runs `command` under sh; its exit status.
+int run(const std::string& command) {
+  const int rc = std::system(command.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// A CA, a server certificate for 127.0.0.1 and a client certificate it
+// signed, plus a rogue CA's client certificate, in a fresh folder.
+class MetricsTlsTest : public MetricsHttpServerTest {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/refinery-metrics-tls-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string script = R"(set -e
+cd ")" + dir_ + R"("
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1"; }
+ca() { key "$1.key"; openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 2 -subj "/CN=$1" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; }
+leaf() { key "$1.key"; openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1"; printf '%s\n' "$3" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext"; }
+ca ca; ca rogue
+leaf server ca "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+leaf client ca "extendedKeyUsage=clientAuth"
+leaf intruder rogue "extendedKeyUsage=clientAuth"
+)";
+    FILE* f = std::fopen((dir_ + "/pki.sh").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(script.c_str(), f);
+    std::fclose(f);
+    ASSERT_EQ(run("bash " + dir_ + "/pki.sh > " + dir_ + "/pki.log 2>&1"), 0) << "openssl failed; see " << dir_
+                                                                              << "/pki.log";
+  }
+  static void TearDownTestSuite() { run("rm -rf '" + dir_ + "'"); }
+
+  static std::string file(const std::string& name) { return dir_ + "/" + name; }
+  MetricsTlsOptions tls(bool mutual) const {
+    return {file("server.pem"), file("server.key"), mutual ? file("ca.pem") : ""};
+  }
+  // curl's exit status for an HTTPS GET of /metrics; the body lands in `body`.
+  int curl(int port, const std::string& extra, std::string* body = nullptr) const {
+    const std::string out = file("body.txt");
+    const int rc = run("curl -s --noproxy '*' --max-time 5 --cacert " + file("ca.pem") + " " + extra +
+                       " -o " + out + " https://127.0.0.1:" + std::to_string(port) + "/metrics");
+    if (body != nullptr) {
+      FILE* f = std::fopen(out.c_str(), "rb");
+      body->clear();
+      if (f != nullptr) {
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) body->append(buf, n);
+        std::fclose(f);
+      }
+    }
+    return rc;
+  }
+
+  static std::string dir_;
+};
+std::string MetricsTlsTest::dir_;
+
+TEST_F(MetricsTlsTest, ServesOverTlsToAClientThatTrustsTheCa) {
+  MetricsHttpServer server(registry_, "127.0.0.1:0", tls(/*mutual=*/false));
+  EXPECT_TRUE(server.tls());
+  std::string body;
+  ASSERT_EQ(curl(server.port(), "", &body), 0);
+  EXPECT_NE(body.find("refinery_requests_total{method=\"EmbedText\"} 3\n"), std::string::npos) << body;
+  // Not in clear text: a plain HTTP request gets no HTTP answer.
+  EXPECT_THROW(http_get(server.port(), "/metrics"), std::runtime_error);
+  // A client that does not trust the CA refuses the server (curl 60: peer certificate).
+  EXPECT_EQ(run("curl -s --noproxy '*' --max-time 5 -o /dev/null https://127.0.0.1:" + std::to_string(server.port()) +
+                "/metrics"),
+            60);
+}
+
+TEST_F(MetricsTlsTest, MutualTlsServesOnlyClientsWithACertificateTheCaSigned) {
+  MetricsHttpServer server(registry_, "127.0.0.1:0", tls(/*mutual=*/true));
+  std::string body;
+  EXPECT_EQ(curl(server.port(), "--cert " + file("client.pem") + " --key " + file("client.key"), &body), 0);
+  EXPECT_NE(body.find("refinery_queue_depth 2\n"), std::string::npos) << body;
+  EXPECT_NE(curl(server.port(), "", &body), 0) << "served a client without a certificate: " << body;
+  EXPECT_NE(curl(server.port(), "--cert " + file("intruder.pem") + " --key " + file("intruder.key"), &body), 0)
+      << "served a client the CA did not sign: " << body;
+  // Refused handshakes do not take the server down.
+  EXPECT_EQ(curl(server.port(), "--cert " + file("client.pem") + " --key " + file("client.key")), 0);
+}
+
+TEST_F(MetricsTlsTest, UnusableFilesAreNamedInTheError) {
+  auto error_of = [&](const MetricsTlsOptions& options) -> std::string {
+    try {
+      MetricsHttpServer server(registry_, "127.0.0.1:0", options);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const std::string missing = file("no-such.pem");
+  EXPECT_NE(error_of({missing, file("server.key"), ""}).find(missing), std::string::npos);
+  EXPECT_NE(error_of({file("server.pem"), missing, ""}).find(missing), std::string::npos);
+  const std::string mismatch = error_of({file("server.pem"), file("client.key"), ""});
+  EXPECT_NE(mismatch.find("does not match"), std::string::npos) << mismatch;
+  EXPECT_NE(mismatch.find(file("client.key")), std::string::npos) << mismatch;
+  EXPECT_NE(error_of({file("server.pem"), file("server.key"), missing}).find(missing), std::string::npos);
+  EXPECT_NE(error_of({file("server.pem"), "", ""}).find("--tls-key"), std::string::npos);
 }
 
 }  // namespace

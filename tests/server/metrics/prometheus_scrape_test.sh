@@ -3,7 +3,8 @@
 #
 #   prometheus_scrape_test.sh [--target HOST:PORT | --port-from-stdout]
 #                             [--expect METRIC]... [--expect-query PROMQL]...
-#                             [--timeout SECONDS] -- CMD [ARG...]
+#                             [--timeout SECONDS]
+#                             [--tls-ca PEM [--tls-client CERT KEY]] [-- CMD [ARG...]]
 #
 # Starts CMD, then a throwaway Prometheus (scrape_interval 1s, job "refinery",
 # temp storage, 127.0.0.1 on a free port), and waits until Prometheus reports
@@ -21,9 +22,13 @@
 #                         ... -- refineryd --metrics-listen {TARGET} ...
 #   --target HOST:PORT  CMD listens there (you chose the port); "{TARGET}" and
 #                       "{PORT}" are still substituted.
+#                       Without CMD the target is already running there.
 #   --port-from-stdout  CMD binds 127.0.0.1 itself and prints its port as its
 #                       first stdout line, e.g.
 #                         ... --port-from-stdout -- metrics_dump --serve 127.0.0.1:0
+#
+# HTTPS: --tls-ca makes Prometheus scrape https:// and trust that CA;
+# --tls-client adds the client certificate and key it presents (mTLS).
 #
 # Environment: PROMETHEUS (default "prometheus"), KEEP_TMP=1 keeps the temp dir.
 set -uo pipefail
@@ -39,6 +44,9 @@ port_from_stdout=0
 timeout_s=30
 expects=()
 queries=()
+tls_ca=""
+tls_cert=""
+tls_key=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --target) [[ $# -ge 2 ]] || usage; target=$2; shift 2 ;;
@@ -46,12 +54,15 @@ while [[ $# -gt 0 ]]; do
     --expect) [[ $# -ge 2 ]] || usage; expects+=("$2"); shift 2 ;;
     --expect-query) [[ $# -ge 2 ]] || usage; queries+=("$2"); shift 2 ;;
     --timeout) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage; timeout_s=$2; shift 2 ;;
+    --tls-ca) [[ $# -ge 2 ]] || usage; tls_ca=$(realpath "$2"); shift 2 ;;
+    --tls-client) [[ $# -ge 3 ]] || usage; tls_cert=$(realpath "$2"); tls_key=$(realpath "$3"); shift 3 ;;
     --) shift; break ;;
     -h|--help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
 done
-[[ $# -ge 1 ]] || { echo "missing -- CMD" >&2; usage; }
+[[ $# -ge 1 || -n $target ]] || { echo "missing -- CMD (or --target of a running one)" >&2; usage; }
+[[ -z $tls_cert || -n $tls_ca ]] || { echo "--tls-client needs --tls-ca" >&2; usage; }
 [[ -n $target && $port_from_stdout -eq 1 ]] && { echo "--target and --port-from-stdout exclude each other" >&2; usage; }
 for metric in "${expects[@]+"${expects[@]}"}"; do
   [[ $metric =~ ^[a-zA-Z_:][a-zA-Z0-9_:]*$ ]] || { echo "--expect wants a metric name, got '$metric'" >&2; exit 2; }
@@ -117,9 +128,11 @@ for arg in "$@"; do
   arg=${arg//\{PORT\}/${target##*:}}
   cmd+=("$arg")
 done
-echo "starting target: ${cmd[*]}" >&2
-"${cmd[@]}" >"$WORK/target.out" 2>"$WORK/target.err" </dev/null &
-target_pid=$!
+if ((${#cmd[@]})); then
+  echo "starting target: ${cmd[*]}" >&2
+  "${cmd[@]}" >"$WORK/target.out" 2>"$WORK/target.err" </dev/null &
+  target_pid=$!
+fi
 
 if [[ $port_from_stdout -eq 1 ]]; then
   port=""
@@ -149,6 +162,14 @@ scrape_configs:
     static_configs:
       - targets: ['$target']
 YAML
+if [[ -n $tls_ca ]]; then
+  {
+    echo "    scheme: https"
+    echo "    tls_config:"
+    echo "      ca_file: $tls_ca"
+    [[ -z $tls_cert ]] || printf '      cert_file: %s\n      key_file: %s\n' "$tls_cert" "$tls_key"
+  } >>"$WORK/prometheus.yml"
+fi
 "$prometheus" \
   --config.file="$WORK/prometheus.yml" \
   --storage.tsdb.path="$WORK/tsdb" \
@@ -161,7 +182,7 @@ echo "prometheus: http://127.0.0.1:$prom_port (pid $prom_pid)" >&2
 # --- wait for a successful scrape -------------------------------------------------
 job='{job="refinery"}'
 while :; do
-  kill -0 "$target_pid" 2>/dev/null || fail "target exited while waiting for scrapes"
+  [[ -z $target_pid ]] || kill -0 "$target_pid" 2>/dev/null || fail "target exited while waiting for scrapes"
   kill -0 "$prom_pid" 2>/dev/null || fail "prometheus exited"
   missing=""
   # up is 1 only when the last scrape connected and parsed cleanly.

@@ -1,7 +1,12 @@
 // The server's configuration checks that decide who can reach it.
 #include "server/runtime/server_config.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
 
 #include "core/base/error.h"
 
@@ -51,6 +56,42 @@ TEST(ServerConfig, ARemoteListenerNeedsAuthenticationAndTls) {
   EXPECT_EQ(refusal(open), "");
   open.security.tls_client_ca = "ca.pem";
   EXPECT_NE(refusal(open).find("--tls-client-ca needs --tls-cert"), std::string::npos);
+}
+
+TEST(ServerConfig, MetricsOverTlsNeedsTheServersCertificate) {
+  ServerConfig c;
+  c.metrics_tls = true;
+  EXPECT_NE(refusal(c).find("--metrics-tls serves /metrics with --tls-cert and --tls-key"), std::string::npos);
+  c.security.tls_cert = "server.pem";
+  c.security.tls_key = "server.key";
+  EXPECT_EQ(refusal(c), "");
+}
+
+// A config file's numbers must fit their fields: 1e300 or 2^31 threads was
+// undefined behaviour (a float cast out of range) before, now a named refusal.
+TEST(ServerConfig, NumbersOutOfRangeInTheFileAreNamed) {
+  char path[] = "/tmp/refineryd-config-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  for (const std::string& text : {std::string(R"({"threads": 1e300})"), std::string(R"({"threads": 2147483648})"),
+                                  std::string(R"({"threads": 2.5})")}) {
+    FILE* f = std::fopen(path, "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    ServerConfig c;
+    try {
+      c.load_file(path);
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(std::string(path) + ": key 'threads': expected an integer"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  std::remove(path);
 }
 
 }  // namespace
