@@ -7,7 +7,8 @@
 #
 # A lane builds only its test programs and what they link, so CI pays for the
 # parsers, the data sets, the index, the job store and the server runtime,
-# not for the whole tree. --all is the full run (about an hour on 2 cores).
+# not for the whole tree. --all is the full run: on 2 cores about 55 minutes
+# to build and 37 of tests (e2e limits are 4x longer in these builds).
 # Folders: build-asan/ and build-tsan/ (or $SANITIZE_BUILD_DIR).
 # Any report fails its test: errors do not recover, and leaks count.
 set -euo pipefail
