@@ -26,19 +26,6 @@
 
 namespace {
 
-std::vector<std::string> split_parts(std::string_view data) {
-  static constexpr std::string_view kSep = "\n--part--\n";
-  std::vector<std::string> parts;
-  for (;;) {
-    const size_t at = data.find(kSep);
-    if (at == std::string_view::npos) break;
-    parts.emplace_back(data.substr(0, at));
-    data.remove_prefix(at + kSep.size());
-  }
-  parts.emplace_back(data);
-  return parts;
-}
-
 // The largest number after "data_offsets" in the header; 0 when none.
 uint64_t largest_offset(const std::string& header) {
   uint64_t largest = 0;
@@ -69,13 +56,6 @@ std::string safetensors_from_header(const std::string& header) {
   return out;
 }
 
-void write_file(const std::string& path, const std::string& bytes) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) std::abort();
-  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) std::abort();
-  std::fclose(f);
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -83,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const int mode = data[0] % 4;
   const std::vector<std::string> parts =
-      split_parts(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
+      fuzz::split_parts(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
   std::string path;
   if (mode <= 1) {
     const std::string file = mode == 0 ? parts[0] : safetensors_from_header(parts[0]);
@@ -95,12 +75,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::remove((path + "/" + name).c_str());
     }
     auto part = [&](size_t i) { return i < parts.size() ? parts[i] : std::string(); };
-    write_file(path + "/config.json", part(0));
+    fuzz::write_file(path + "/config.json", part(0));
     if (mode == 2) {
-      write_file(path + "/model.safetensors", safetensors_from_header(part(1)));
+      fuzz::write_file(path + "/model.safetensors", safetensors_from_header(part(1)));
     } else {
-      write_file(path + "/model.safetensors.index.json", part(1));
-      write_file(path + "/shard.safetensors", safetensors_from_header(part(2)));
+      fuzz::write_file(path + "/model.safetensors.index.json", part(1));
+      fuzz::write_file(path + "/shard.safetensors", safetensors_from_header(part(2)));
     }
   }
   fuzz::expect_clean([&] {

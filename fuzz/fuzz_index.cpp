@@ -24,26 +24,6 @@
 
 namespace {
 
-std::vector<std::string> split_parts(std::string_view data) {
-  static constexpr std::string_view kSep = "\n--part--\n";
-  std::vector<std::string> parts;
-  for (;;) {
-    const size_t at = data.find(kSep);
-    if (at == std::string_view::npos) break;
-    parts.emplace_back(data.substr(0, at));
-    data.remove_prefix(at + kSep.size());
-  }
-  parts.emplace_back(data);
-  return parts;
-}
-
-void write_file(const std::string& path, const std::string& bytes) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) std::abort();
-  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) std::abort();
-  std::fclose(f);
-}
-
 nlohmann::json file_entry(const std::string& bytes) {
   refinery::index_internal::Checksum sum;
   sum.update(bytes.data(), bytes.size());
@@ -71,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const bool fix_up = (data[0] & 1) != 0;
   const std::vector<std::string> parts =
-      split_parts(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
+      fuzz::split_parts(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
   auto part = [&](size_t i) { return i < parts.size() ? parts[i] : std::string(); };
 
   const std::string dir = fuzz::input_path("index");
@@ -86,10 +66,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                   {"faiss.index", file_entry(part(2))}};
     manifest = m.dump();
   }
-  write_file(dir + "/manifest.json", manifest);
-  write_file(dir + "/vectors.f32", vectors);
-  write_file(dir + "/items.bin", part(1));
-  write_file(dir + "/faiss.index", part(2));
+  fuzz::write_file(dir + "/manifest.json", manifest);
+  fuzz::write_file(dir + "/vectors.f32", vectors);
+  fuzz::write_file(dir + "/items.bin", part(1));
+  fuzz::write_file(dir + "/faiss.index", part(2));
 
   fuzz::expect_clean([&] {
     auto index = VectorIndex::load(dir);
