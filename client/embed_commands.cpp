@@ -14,6 +14,7 @@
 #include "client/proto_json.h"
 #include "client/request_chunks.h"
 #include "client/server_connection.h"
+#include "core/base/clock.h"
 #include "core/base/error.h"
 #include "core/safetensors/safetensors.h"
 #include "refinery/v1/embedding.grpc.pb.h"
@@ -49,10 +50,6 @@ struct RankParams {
   std::string score = "softmax";  // softmax | cosine
   int top_k = 0;
 };
-
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 // Server time of several calls: stages and totals add up, the batch is the
 // largest seen.

@@ -18,14 +18,8 @@ using nlohmann::ordered_json;
 const std::vector<std::string> kSummaryOrder = {"mean_zeroshot_top1", "mean_zeroshot_top5", "mean_text_to_image_r1",
                                                 "mean_image_to_text_r1"};
 
-bool is_accuracy(const std::string& metric) {
-  static const std::set<std::string> other = {"modality_gap", "modality_gap_l2", "alignment", "uniformity",
-                                              "zeroshot_tasks", "retrieval_tasks"};
-  return other.count(metric) == 0;
-}
-
 std::string show_value(const std::string& metric, double v) {
-  if (is_accuracy(metric)) return format_fixed(100.0 * v, 2) + "%";
+  if (is_accuracy_metric(metric)) return format_fixed(100.0 * v, 2) + "%";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4f", v);
   return buf;
@@ -33,7 +27,7 @@ std::string show_value(const std::string& metric, double v) {
 
 std::string show_delta(const std::string& metric, double d) {
   char buf[32];
-  if (is_accuracy(metric)) {
+  if (is_accuracy_metric(metric)) {
     std::snprintf(buf, sizeof buf, "%+.2f pp", 100.0 * d);
   } else {
     std::snprintf(buf, sizeof buf, "%+.4f", d);
@@ -100,6 +94,12 @@ std::string table(const std::vector<std::string>& header, const std::vector<std:
 }
 
 }  // namespace
+
+bool is_accuracy_metric(const std::string& metric) {
+  static const std::set<std::string> other = {"modality_gap",   "modality_gap_l2", "alignment", "uniformity",
+                                              "zeroshot_tasks", "retrieval_tasks", "val_loss"};
+  return other.count(metric) == 0;
+}
 
 const std::vector<std::string>& eval_metric_order(const std::string& kind) {
   static const std::vector<std::string> zeroshot = {"top1", "top5", "mean_per_class_recall"};

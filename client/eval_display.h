@@ -17,6 +17,10 @@ namespace refinery::client {
 // The metrics of a task kind in the order they are shown.
 const std::vector<std::string>& eval_metric_order(const std::string& kind);
 
+// Whether a metric is a fraction shown as a percentage (accuracies, recalls),
+// rather than a gap, a loss, a count or a distribution statistic.
+bool is_accuracy_metric(const std::string& metric);
+
 void print_eval_report(const v1::EvalReport& report, const std::string& indent = "");
 
 // Rows of tasks (by name, in a's order, then b's own) and the summary:

@@ -22,7 +22,7 @@
 namespace refinery::client {
 namespace {
 
-using json = nlohmann::ordered_json;  // keeps the key order of metadata as written
+using nlohmann::ordered_json;  // keeps the key order of metadata as written
 
 struct CreateParams {
   std::string name, model;
@@ -88,7 +88,7 @@ std::string describe_options(const v1::IndexInfo& info) {
   return s;
 }
 
-std::string id_of(const json& value, const std::string& where) {
+std::string id_of(const ordered_json& value, const std::string& where) {
   if (value.is_string()) return value.get<std::string>();
   if (value.is_number_integer()) return std::to_string(value.get<int64_t>());
   throw invalid_argument(where + ": \"id\" must be a string or an integer");
@@ -106,10 +106,10 @@ std::vector<PendingItem> read_items_file(const std::string& path) {
   for (int number = 1; std::getline(in, line); ++number) {
     const std::string where = path + ":" + std::to_string(number);
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j;
+    ordered_json j;
     try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
+      j = ordered_json::parse(line);
+    } catch (const ordered_json::exception& e) {
       throw invalid_argument(where + ": not valid JSON: " + e.what());
     }
     if (!j.is_object()) throw invalid_argument(where + ": must be a JSON object {\"id\": ..., \"text\": ...}");

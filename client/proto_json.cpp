@@ -11,7 +11,7 @@ namespace {
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
-using json = nlohmann::ordered_json;
+using nlohmann::ordered_json;
 
 // The double nearest to the shortest decimal that reads back as `v`.
 double shortest_float(float v) {
@@ -23,7 +23,7 @@ double shortest_float(float v) {
   return std::strtod(buf, nullptr);
 }
 
-json scalar(const Message& m, const Reflection* r, const FieldDescriptor* f) {
+ordered_json scalar(const Message& m, const Reflection* r, const FieldDescriptor* f) {
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32: return r->GetInt32(m, f);
     case FieldDescriptor::CPPTYPE_INT64: return r->GetInt64(m, f);
@@ -42,7 +42,7 @@ json scalar(const Message& m, const Reflection* r, const FieldDescriptor* f) {
   return nullptr;
 }
 
-json repeated_element(const Message& m, const Reflection* r, const FieldDescriptor* f, int i) {
+ordered_json repeated_element(const Message& m, const Reflection* r, const FieldDescriptor* f, int i) {
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32: return r->GetRepeatedInt32(m, f, i);
     case FieldDescriptor::CPPTYPE_INT64: return r->GetRepeatedInt64(m, f, i);
@@ -64,26 +64,26 @@ json repeated_element(const Message& m, const Reflection* r, const FieldDescript
 
 }  // namespace
 
-json proto_to_json(const Message& message) {
+ordered_json proto_to_json(const Message& message) {
   const auto* d = message.GetDescriptor();
   const auto* r = message.GetReflection();
-  json out = json::object();
+  ordered_json out = ordered_json::object();
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
     if (f->is_map()) {
       // Map entries are messages {key, value}; print them as one object.
-      json map = json::object();
+      ordered_json map = ordered_json::object();
       for (int j = 0; j < r->FieldSize(message, f); ++j) {
         const Message& entry = r->GetRepeatedMessage(message, f, j);
         const auto* er = entry.GetReflection();
         const auto* key = f->message_type()->map_key();
         const auto* value = f->message_type()->map_value();
-        const json k = scalar(entry, er, key);
+        const ordered_json k = scalar(entry, er, key);
         map[k.is_string() ? k.get<std::string>() : k.dump()] = scalar(entry, er, value);
       }
       out[f->name()] = std::move(map);
     } else if (f->is_repeated()) {
-      json list = json::array();
+      ordered_json list = ordered_json::array();
       for (int j = 0; j < r->FieldSize(message, f); ++j) list.push_back(repeated_element(message, r, f, j));
       out[f->name()] = std::move(list);
     } else if (f->containing_oneof() != nullptr || f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {

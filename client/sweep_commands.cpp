@@ -19,6 +19,7 @@
 
 #include "client/client_errors.h"
 #include "client/commands.h"
+#include "client/eval_display.h"
 #include "client/input_files.h"
 #include "client/job_calls.h"
 #include "client/job_display.h"
@@ -119,10 +120,8 @@ std::vector<std::string> metric_order(const std::set<std::string>& present) {
   return out;
 }
 
-bool is_accuracy(const std::string& m) { return m != "modality_gap" && m != "val_loss"; }
-
 std::string show(const std::string& metric, double v) {
-  return is_accuracy(metric) ? format_fixed(100.0 * v, 2) + "%" : format_fixed(v, 4);
+  return is_accuracy_metric(metric) ? format_fixed(100.0 * v, 2) + "%" : format_fixed(v, 4);
 }
 
 ordered_json sweep_table_json(const v1::Sweep& sweep) {
@@ -374,8 +373,8 @@ int plot_sweep(const ServerConnection& c, const SweepPlotParams& p) {
   };
   std::vector<std::string> written;
   for (const auto& metric : metric_order(present)) {
-    const double scale = is_accuracy(metric) ? 100.0 : 1.0;
-    const std::string unit = is_accuracy(metric) ? " (%)" : "";
+    const double scale = is_accuracy_metric(metric) ? 100.0 : 1.0;
+    const std::string unit = is_accuracy_metric(metric) ? " (%)" : "";
     const bool lines = axes.size() == 1 && all_numbers(axes[0].values());
     const std::string path = p.output + "/" + (lines ? "line-" : "heatmap-") + metric + "." + p.format;
     // Enough decimals on the cells to tell the values apart.
@@ -385,7 +384,7 @@ int plot_sweep(const ServerConnection& c, const SweepPlotParams& p) {
       const double v = scale * pt["metrics"][metric].get<double>();
       lo = std::min(lo, v), hi = std::max(hi, v);
     }
-    int decimals = is_accuracy(metric) ? 1 : 3;
+    int decimals = is_accuracy_metric(metric) ? 1 : 3;
     if (hi > lo) decimals = std::max(decimals, std::min(6, 1 - static_cast<int>(std::floor(std::log10(hi - lo)))));
     if (axes.size() == 2) {
       HeatmapSpec m;

@@ -42,6 +42,9 @@ inline Error unauthenticated(const std::string& m) { return Error(ErrorCode::kUn
 inline Error permission_denied(const std::string& m) { return Error(ErrorCode::kPermissionDenied, m); }
 inline Error internal_error(const std::string& m) { return Error(ErrorCode::kInternal, m); }
 
+// A name as error messages quote it: 'name'.
+inline std::string single_quoted(const std::string& s) { return "'" + s + "'"; }
+
 // A parser's message without the input it quotes: nlohmann::json's "...;
 // last read: 'TEXT'" is dropped, keeping where and why. Errors about files a
 // client names must never disclose what those files contain.

@@ -18,8 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -85,11 +83,11 @@ std::string json_type(const nlohmann::json& j) { return j.type_name(); }
 
 std::vector<CaptionedImage> load_coco(const std::string& annotations, const std::string& image_dir,
                                       const CaptionDatasetOptions& options) {
-  const std::string what = "coco annotations " + quoted(annotations);
+  const std::string what = "coco annotations " + single_quoted(annotations);
   if (image_dir.empty()) throw invalid_argument(what + ": the spec names no image folder (coco:ANNOTATIONS.json:IMAGE_DIR)");
   if (options.check_images_exist) {
     std::error_code ec;
-    if (!fs::is_directory(image_dir, ec)) throw invalid_argument("coco image folder " + quoted(image_dir) + ": not a directory");
+    if (!fs::is_directory(image_dir, ec)) throw invalid_argument("coco image folder " + single_quoted(image_dir) + ": not a directory");
   }
   nlohmann::json root;
   try {
@@ -161,7 +159,7 @@ std::vector<CaptionedImage> load_coco(const std::string& annotations, const std:
 // ------------------------------------------------------------------ CSV
 
 std::vector<CaptionedImage> load_csv(const std::string& file, const CaptionDatasetOptions& options) {
-  const std::string what = "csv file " + quoted(file);
+  const std::string what = "csv file " + single_quoted(file);
   const std::vector<CsvRecord> records = parse_csv(read_text_file(file, what), what);
   if (records.empty()) throw invalid_argument(what + ": empty file (expected a header row with columns filepath,caption)");
   const CsvRecord& header = records[0];
@@ -207,7 +205,7 @@ std::vector<CaptionedImage> load_csv(const std::string& file, const CaptionDatas
 // ------------------------------------------------------------------ JSONL
 
 std::vector<CaptionedImage> load_jsonl(const std::string& file, const CaptionDatasetOptions& options) {
-  const std::string what = "jsonl file " + quoted(file);
+  const std::string what = "jsonl file " + single_quoted(file);
   const std::string text = read_text_file(file, what);
   const fs::path base = folder_of(file);
   ItemCollector items;
@@ -288,10 +286,10 @@ CaptionDataset load_caption_dataset(const std::string& spec, const CaptionDatase
   const std::string forms = "coco:ANNOTATIONS.json:IMAGE_DIR, csv:FILE or jsonl:FILE";
   const size_t colon = spec.find(':');
   if (colon == std::string::npos)
-    throw invalid_argument("data set " + quoted(spec) + ": no scheme; expected " + forms);
+    throw invalid_argument("data set " + single_quoted(spec) + ": no scheme; expected " + forms);
   const std::string scheme = spec.substr(0, colon);
   const std::string rest = spec.substr(colon + 1);
-  if (rest.empty()) throw invalid_argument("data set " + quoted(spec) + ": no file after '" + scheme + ":'; expected " + forms);
+  if (rest.empty()) throw invalid_argument("data set " + single_quoted(spec) + ": no file after '" + scheme + ":'; expected " + forms);
 
   CaptionDataset ds;
   ds.spec = spec;
@@ -307,15 +305,15 @@ CaptionDataset load_caption_dataset(const std::string& spec, const CaptionDatase
     if (options.roots != nullptr) options.roots->check(rest, "data set file");
     ds.items = scheme == "csv" ? load_csv(rest, options) : load_jsonl(rest, options);
   } else {
-    throw invalid_argument("data set " + quoted(spec) + ": unknown scheme " + quoted(scheme) + "; the schemes are coco, csv and jsonl (" +
+    throw invalid_argument("data set " + single_quoted(spec) + ": unknown scheme " + single_quoted(scheme) + "; the schemes are coco, csv and jsonl (" +
                            forms + ")");
   }
-  if (ds.items.empty()) throw invalid_argument("data set " + quoted(spec) + ": no captions at all");
+  if (ds.items.empty()) throw invalid_argument("data set " + single_quoted(spec) + ": no captions at all");
   if (options.roots != nullptr) {
     std::vector<std::string> paths;
     paths.reserve(ds.items.size());
     for (const CaptionedImage& item : ds.items) paths.push_back(item.image_path);
-    options.roots->check_existing(paths, "image", "data set " + quoted(spec));
+    options.roots->check_existing(paths, "image", "data set " + single_quoted(spec));
   }
 
   if (options.check_images_exist) {
@@ -325,7 +323,7 @@ CaptionDataset load_caption_dataset(const std::string& spec, const CaptionDatase
       if (!fs::is_regular_file(item.image_path, ec)) missing.add(item.image_path);
     }
     if (missing.count() > 0)
-      throw invalid_argument("data set " + quoted(spec) + ": " + std::to_string(missing.count()) + " of " +
+      throw invalid_argument("data set " + single_quoted(spec) + ": " + std::to_string(missing.count()) + " of " +
                              std::to_string(ds.items.size()) + " image files do not exist (" + missing.list() + ")");
   }
   return ds;

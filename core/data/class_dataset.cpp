@@ -15,8 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
-
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -36,7 +34,7 @@ std::string list_of(const std::vector<std::string>& items, size_t keep) {
 }
 
 ClassDataset load_folder(const std::string& dir, const ClassDatasetOptions& options) {
-  const std::string what = "class folder set " + in_quotes(dir);
+  const std::string what = "class folder set " + single_quoted(dir);
   std::error_code ec;
   if (!fs::exists(dir, ec)) throw invalid_argument(what + ": the folder does not exist");
   if (!fs::is_directory(dir, ec)) throw invalid_argument(what + ": not a folder");
@@ -65,9 +63,9 @@ ClassDataset load_folder(const std::string& dir, const ClassDatasetOptions& opti
         files.push_back(fs::absolute(it->path()).lexically_normal().string());
       }
     }
-    if (ec) throw invalid_argument(what + ": cannot list " + in_quotes(class_dir.string()) + ": " + ec.message());
+    if (ec) throw invalid_argument(what + ": cannot list " + single_quoted(class_dir.string()) + ": " + ec.message());
     if (files.empty()) {
-      empty.push_back(in_quotes(class_dir.filename().string()));
+      empty.push_back(single_quoted(class_dir.filename().string()));
       continue;
     }
     std::sort(files.begin(), files.end());
@@ -93,7 +91,7 @@ bool parse_class_id(const std::string& s, int64_t* out) {
 }
 
 ClassDataset load_csv_classes(const std::string& file) {
-  const std::string what = "csv file " + in_quotes(file);
+  const std::string what = "csv file " + single_quoted(file);
   const std::vector<CsvRecord> records = parse_csv(read_text_file(file, what), what);
   if (records.empty()) throw invalid_argument(what + ": empty file (expected a header row with columns filepath,label)");
   const CsvRecord& header = records[0];
@@ -195,7 +193,7 @@ ClassDataset load_class_dataset(const std::string& spec, const ClassDatasetOptio
   const std::string scheme = colon == std::string::npos ? "" : spec.substr(0, colon);
   const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
   if (rest.empty() || (scheme != "folder" && scheme != "csv")) {
-    throw invalid_argument("class data set " + in_quotes(spec) + ": expected folder:DIR or csv:FILE");
+    throw invalid_argument("class data set " + single_quoted(spec) + ": expected folder:DIR or csv:FILE");
   }
   if (options.roots != nullptr) options.roots->check(rest, scheme == "folder" ? "class data set folder" : "class data set file");
   ClassDataset ds = scheme == "folder" ? load_folder(rest, options) : load_csv_classes(rest);
@@ -204,13 +202,13 @@ ClassDataset load_class_dataset(const std::string& spec, const ClassDatasetOptio
     std::vector<std::string> paths;
     paths.reserve(ds.items.size());
     for (const auto& item : ds.items) paths.push_back(item.image_path);
-    options.roots->check_existing(paths, "image", "class data set " + in_quotes(spec));
+    options.roots->check_existing(paths, "image", "class data set " + single_quoted(spec));
   }
   if (options.check_images) {
     std::vector<std::string> paths;
     paths.reserve(ds.items.size());
     for (const auto& item : ds.items) paths.push_back(item.image_path);
-    check_image_files(paths, "class data set " + in_quotes(spec), options.max_offenders_listed);
+    check_image_files(paths, "class data set " + single_quoted(spec), options.max_offenders_listed);
   }
   return ds;
 }

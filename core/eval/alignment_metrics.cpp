@@ -8,15 +8,10 @@
 #include <sstream>
 
 #include "core/base/error.h"
+#include "core/runtime/tensor_shape.h"
 
 namespace refinery {
 namespace {
-
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
 
 // Rows scaled to unit L2 norm in double (a zero row stays zero).
 at::Tensor normalized_rows(const at::Tensor& x) {

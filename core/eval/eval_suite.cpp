@@ -17,8 +17,6 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
-
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::string string_field(const json& task, const char* key, const std::string& where) {
@@ -28,7 +26,7 @@ std::string string_field(const json& task, const char* key, const std::string& w
   return it->get<std::string>();
 }
 
-std::vector<std::string> string_list(const json& value, const std::string& where) {
+std::vector<std::string> strings_or_numbers(const json& value, const std::string& where) {
   if (!value.is_array()) throw invalid_argument(where + " must be an array");
   std::vector<std::string> out;
   for (size_t i = 0; i < value.size(); ++i) {
@@ -46,7 +44,7 @@ std::vector<std::string> string_list(const json& value, const std::string& where
 // Rethrows `e` with "task 'NAME': " in front, keeping its code.
 [[noreturn]] void rethrow_for_task(const std::string& task, const std::exception& e) {
   const auto* err = dynamic_cast<const Error*>(&e);
-  throw Error(err ? err->code() : ErrorCode::kInvalidArgument, "task " + in_quotes(task) + ": " + e.what());
+  throw Error(err ? err->code() : ErrorCode::kInvalidArgument, "task " + single_quoted(task) + ": " + e.what());
 }
 
 void check_stop(const EvalCallbacks& cb) {
@@ -60,14 +58,14 @@ const char* eval_kind_name(EvalKind kind) { return kind == EvalKind::kZeroShot ?
 EvalKind parse_eval_kind(const std::string& name) {
   if (name == "zeroshot" || name == "zero-shot") return EvalKind::kZeroShot;
   if (name == "retrieval") return EvalKind::kRetrieval;
-  throw invalid_argument("unknown task kind " + in_quotes(name) + " (the kinds are zeroshot and retrieval)");
+  throw invalid_argument("unknown task kind " + single_quoted(name) + " (the kinds are zeroshot and retrieval)");
 }
 
 EvalSuiteSpec parse_eval_suite(const json& j, const std::string& what) {
   if (!j.is_object()) throw invalid_argument(what + ": expected a JSON object {\"name\", \"tasks\": [...]}");
   static const std::set<std::string> kSuiteKeys = {"name", "tasks"};
   for (const auto& [key, value] : j.items()) {
-    if (!kSuiteKeys.count(key)) throw invalid_argument(what + ": unknown key " + in_quotes(key) + " (known: name, tasks)");
+    if (!kSuiteKeys.count(key)) throw invalid_argument(what + ": unknown key " + single_quoted(key) + " (known: name, tasks)");
   }
   EvalSuiteSpec suite;
   const std::string name = string_field(j, "name", what);
@@ -85,10 +83,10 @@ EvalSuiteSpec parse_eval_suite(const json& j, const std::string& what) {
     if (!t.is_object()) throw invalid_argument(where + ": expected an object");
     EvalTaskSpec task;
     task.name = string_field(t, "name", where);
-    if (!task.name.empty()) where = what + " task " + in_quotes(task.name);
+    if (!task.name.empty()) where = what + " task " + single_quoted(task.name);
     for (const auto& [key, value] : t.items()) {
       if (!kTaskKeys.count(key)) {
-        throw invalid_argument(where + ": unknown key " + in_quotes(key) +
+        throw invalid_argument(where + ": unknown key " + single_quoted(key) +
                                " (known: name, kind, data, dataset, classnames, classes, prompt, templates)");
       }
     }
@@ -103,16 +101,16 @@ EvalSuiteSpec parse_eval_suite(const json& j, const std::string& what) {
     if (task.data.empty()) throw invalid_argument(where + ": \"data\" is required");
     if (task.kind == EvalKind::kRetrieval) {
       for (const auto& key : kZeroShotOnly) {
-        if (t.contains(key)) throw invalid_argument(where + ": " + in_quotes(key) + " is for zeroshot tasks only");
+        if (t.contains(key)) throw invalid_argument(where + ": " + single_quoted(key) + " is for zeroshot tasks only");
       }
     }
     task.names.dataset = string_field(t, "dataset", where);
     task.names.classnames_file = string_field(t, "classnames", where);
-    if (t.contains("classes")) task.names.classes = string_list(t["classes"], where + ": \"classes\"");
+    if (t.contains("classes")) task.names.classes = strings_or_numbers(t["classes"], where + ": \"classes\"");
     task.prompt = string_field(t, "prompt", where);
     if (t.contains("templates")) {
       if (t["templates"].is_array()) {
-        task.template_list = string_list(t["templates"], where + ": \"templates\"");
+        task.template_list = strings_or_numbers(t["templates"], where + ": \"templates\"");
       } else {
         task.templates = string_field(t, "templates", where);
       }
@@ -120,7 +118,7 @@ EvalSuiteSpec parse_eval_suite(const json& j, const std::string& what) {
     if (task.name.empty()) {
       task.name = !task.names.dataset.empty() ? task.names.dataset : std::string(eval_kind_name(task.kind)) + "-" + std::to_string(i);
     }
-    if (!names.insert(task.name).second) throw invalid_argument(what + ": two tasks are named " + in_quotes(task.name));
+    if (!names.insert(task.name).second) throw invalid_argument(what + ": two tasks are named " + single_quoted(task.name));
     suite.tasks.push_back(std::move(task));
   }
   return suite;
@@ -128,14 +126,14 @@ EvalSuiteSpec parse_eval_suite(const json& j, const std::string& what) {
 
 EvalSuiteSpec load_eval_suite_file(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw invalid_argument("suite file " + in_quotes(path) + ": cannot be opened");
+  if (!in) throw invalid_argument("suite file " + single_quoted(path) + ": cannot be opened");
   json j;
   try {
     j = json::parse(in);
   } catch (const json::exception& e) {
-    throw invalid_argument("suite file " + in_quotes(path) + ": invalid JSON: " + without_quoted_input(e.what()));
+    throw invalid_argument("suite file " + single_quoted(path) + ": invalid JSON: " + without_quoted_input(e.what()));
   }
-  return parse_eval_suite(j, "suite file " + in_quotes(path));
+  return parse_eval_suite(j, "suite file " + single_quoted(path));
 }
 
 json eval_suite_to_json(const EvalSuiteSpec& suite) {
@@ -172,7 +170,7 @@ int64_t PreparedEvalSuite::total_items() const {
 }
 
 PreparedEvalSuite prepare_eval_suite(const EvalSuiteSpec& suite, const EvalPrepareOptions& options) {
-  if (suite.tasks.empty()) throw invalid_argument("suite " + in_quotes(suite.name) + " has no tasks");
+  if (suite.tasks.empty()) throw invalid_argument("suite " + single_quoted(suite.name) + " has no tasks");
   PreparedEvalSuite out;
   out.name = suite.name;
   for (const EvalTaskSpec& spec : suite.tasks) {
@@ -211,7 +209,7 @@ PreparedEvalSuite prepare_eval_suite(const EvalSuiteSpec& suite, const EvalPrepa
         if (options.check_images) {
           std::vector<std::string> paths;
           for (const auto& item : task.captions.items) paths.push_back(item.image_path);
-          check_image_files(paths, "data set " + in_quotes(spec.data));
+          check_image_files(paths, "data set " + single_quoted(spec.data));
         }
       }
     } catch (const std::exception& e) {

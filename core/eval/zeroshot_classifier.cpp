@@ -16,8 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
-
 std::string underscores_to_spaces(std::string s) {
   std::replace(s.begin(), s.end(), '_', ' ');
   return s;
@@ -27,9 +25,9 @@ std::string underscores_to_spaces(std::string s) {
 // keys), a JSON array, or plain text with one name per line.
 std::vector<std::string> names_from_file(const std::string& path, const ClassDataset& data, bool* by_key) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw invalid_argument("class names file " + in_quotes(path) + ": cannot be opened");
+  if (!in) throw invalid_argument("class names file " + single_quoted(path) + ": cannot be opened");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string what = "class names file " + in_quotes(path);
+  const std::string what = "class names file " + single_quoted(path);
   *by_key = false;
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && (text[first] == '{' || text[first] == '[')) {
@@ -46,7 +44,7 @@ std::vector<std::string> names_from_file(const std::string& path, const ClassDat
       for (const std::string& key : data.class_keys) {
         auto it = j.find(key);
         if (it == j.end() || !it->is_string()) {
-          missing.push_back(in_quotes(key));
+          missing.push_back(single_quoted(key));
           continue;
         }
         names.push_back(it->get<std::string>());
@@ -91,7 +89,7 @@ std::vector<std::string> apply_subset(const std::vector<std::string>& base, cons
       continue;
     }
     auto it = std::find(base.begin(), base.end(), entry);
-    if (it == base.end()) throw invalid_argument("class subset entry " + in_quotes(entry) + " is not a class name of " + source);
+    if (it == base.end()) throw invalid_argument("class subset entry " + single_quoted(entry) + " is not a class name of " + source);
     out.push_back(*it);
   }
   return out;
@@ -105,7 +103,7 @@ std::vector<std::string> resolve_class_names(const ClassDataset& data, const Cla
   bool by_key = false;
   if (!options.classnames_file.empty()) {
     names = names_from_file(options.classnames_file, data, &by_key);
-    source = "class names file " + in_quotes(options.classnames_file);
+    source = "class names file " + single_quoted(options.classnames_file);
   } else if (!options.dataset.empty()) {
     names = zeroshot_prompt_set(options.dataset).classes;
     source = "data set " + zeroshot_prompt_set(options.dataset).name;

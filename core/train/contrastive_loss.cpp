@@ -5,15 +5,10 @@
 #include <sstream>
 
 #include "core/base/error.h"
+#include "core/runtime/tensor_shape.h"
 
 namespace refinery {
 namespace {
-
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
 
 // Rows scaled to unit L2 norm (a zero row stays zero), as F.normalize(eps=1e-12).
 at::Tensor l2_normalize(const at::Tensor& x) { return x / x.norm(2, {1}, true).clamp_min(1e-12); }

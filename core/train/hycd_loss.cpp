@@ -6,15 +6,10 @@
 #include <sstream>
 
 #include "core/base/error.h"
+#include "core/runtime/tensor_shape.h"
 
 namespace refinery {
 namespace {
-
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
 
 // Both tensors defined, [B, D] each with the same shape.
 void check_features(const char* where, const at::Tensor& a, const char* a_name, const at::Tensor& b,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/base/error.h"
+#include "core/runtime/tensor_shape.h"
 
 namespace refinery {
 namespace {
@@ -54,12 +55,6 @@ void fill_standard(RafaPrior prior, uint64_t key, uint64_t first, int64_t n, flo
     const double z = (index % 2 == 0) ? r * std::cos(two_pi * u2) : r * std::sin(two_pi * u2);
     out[k] = static_cast<float>(mu + sigma * z);
   }
-}
-
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
 }
 
 void check_pair(const at::Tensor& f, const at::Tensor& z, const char* f_name, const char* z_name) {

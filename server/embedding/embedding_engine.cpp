@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "core/base/clock.h"
 #include "core/base/error.h"
 #include "core/image/image_decoder.h"
 #include "core/image/image_preprocessor.h"
@@ -12,8 +13,6 @@
 
 namespace refinery {
 namespace {
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/base/clock.h"
 #include "core/base/error.h"
 #include "server/embedding/call_control.h"
 #include "server/embedding/embedding_engine.h"
@@ -14,8 +15,6 @@ namespace refinery {
 namespace {
 
 namespace F = torch::nn::functional;
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 at::Tensor l2_normalize(const at::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(1)); }
 

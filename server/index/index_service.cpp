@@ -5,6 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "core/base/clock.h"
 #include "core/base/error.h"
 #include "server/embedding/call_control.h"
 #include "server/embedding/embedding_engine.h"
@@ -14,8 +15,6 @@
 
 namespace refinery {
 namespace {
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 IndexKind kind_from_proto(v1::IndexKind k) {
   switch (k) {

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "core/base/clock.h"
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/checkpoint_writer.h"
@@ -30,11 +31,6 @@ namespace fs = std::filesystem;
 
 namespace refinery {
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string new_job_id() {
   static std::mutex mu;

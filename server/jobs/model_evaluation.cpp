@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "core/base/clock.h"
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/runtime/torch_runtime.h"
@@ -13,11 +14,6 @@ namespace refinery {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 EvalSuiteSpec parse_job_suite(const std::string& suite_json) {
   if (suite_json.empty()) throw invalid_argument("eval_suite is empty: send a suite as JSON ({\"name\", \"tasks\": [...]})");

@@ -69,8 +69,6 @@ ALTER TABLE jobs ADD COLUMN step_events INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN step_stride INTEGER NOT NULL DEFAULT 1;
 )sql";
 
-std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
-
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -189,7 +187,7 @@ class JobStore::Connection {
     }
     if (mode != "wal") {
       throw failed_precondition("the jobs database " + path + " cannot use a write-ahead log (journal mode is " +
-                                in_quotes(mode) + "); put --data-dir on a local file system");
+                                single_quoted(mode) + "); put --data-dir on a local file system");
     }
     exec("PRAGMA synchronous = NORMAL");
     migrate();
@@ -233,7 +231,7 @@ class JobStore::Connection {
   Job read_job(const Statement& q, int last_seq_column, int blob_column, const std::string& id) const {
     Job job;
     if (!q.parse(blob_column, &job)) {
-      throw internal_error("jobs database " + path_ + ": the row of job " + in_quotes(id) + " does not parse");
+      throw internal_error("jobs database " + path_ + ": the row of job " + single_quoted(id) + " does not parse");
     }
     job.set_last_seq(q.int64(last_seq_column));
     return job;
@@ -242,7 +240,7 @@ class JobStore::Connection {
   void require_job(const std::string& id) {
     Statement q = prepare("SELECT 1 FROM jobs WHERE id = ?");
     q.bind(1, id);
-    if (!q.step()) throw not_found("job " + in_quotes(id) + " not found");
+    if (!q.step()) throw not_found("job " + single_quoted(id) + " not found");
   }
 
   const std::string& path() const { return path_; }
@@ -347,7 +345,7 @@ Job JobStore::insert_job_in_tx(const Job& job, bool* inserted) {
   {
     Statement q = db_->prepare("SELECT 1 FROM jobs WHERE id = ?");
     q.bind(1, job.id());
-    if (q.step()) throw invalid_argument("job id " + in_quotes(job.id()) + " already exists in " + path_);
+    if (q.step()) throw invalid_argument("job id " + single_quoted(job.id()) + " already exists in " + path_);
   }
   {
     Statement q = db_->prepare(
@@ -413,7 +411,7 @@ void JobStore::update_job(const Job& job) {
     q.bind_blob(4, job_blob(job)).bind(5, job.id());
     q.run();
   }
-  if (db_->changes() == 0) throw not_found("job " + in_quotes(job.id()) + " not found");
+  if (db_->changes() == 0) throw not_found("job " + single_quoted(job.id()) + " not found");
   tx.commit();
 }
 
@@ -427,14 +425,14 @@ JobEvent JobStore::append_event(const std::string& job_id, JobEvent event, const
 
 JobEvent JobStore::append_event_in_tx(const std::string& job_id, JobEvent event, const Job* job_update) {
   if (job_update && job_update->id() != job_id) {
-    throw invalid_argument("an event of job " + in_quotes(job_id) + " came with an update of job " +
-                           in_quotes(job_update->id()));
+    throw invalid_argument("an event of job " + single_quoted(job_id) + " came with an update of job " +
+                           single_quoted(job_update->id()));
   }
   int64_t last_seq = 0;
   {
     Statement q = db_->prepare("SELECT last_seq FROM jobs WHERE id = ?");
     q.bind(1, job_id);
-    if (!q.step()) throw not_found("job " + in_quotes(job_id) + " not found");
+    if (!q.step()) throw not_found("job " + single_quoted(job_id) + " not found");
     last_seq = q.int64(0);
   }
   const int64_t seq = last_seq + 1;
@@ -509,7 +507,7 @@ void JobStore::thin_step_events_in_tx(const std::string& job_id, int64_t last_se
 }
 
 std::vector<JobEvent> JobStore::events(const std::string& job_id, int64_t from_seq, int64_t limit) const {
-  if (limit < 0) throw invalid_argument("events of job " + in_quotes(job_id) + ": limit must be >= 0, got " + std::to_string(limit));
+  if (limit < 0) throw invalid_argument("events of job " + single_quoted(job_id) + ": limit must be >= 0, got " + std::to_string(limit));
   std::lock_guard<std::mutex> lock(mu_);
   db_->require_job(job_id);
   std::vector<JobEvent> events;
@@ -519,7 +517,7 @@ std::vector<JobEvent> JobStore::events(const std::string& job_id, int64_t from_s
     JobEvent event;
     const int64_t seq = q.int64(0);
     if (!q.parse(1, &event)) {
-      throw internal_error("jobs database " + path_ + ": event " + std::to_string(seq) + " of job " + in_quotes(job_id) +
+      throw internal_error("jobs database " + path_ + ": event " + std::to_string(seq) + " of job " + single_quoted(job_id) +
                            " does not parse");
     }
     event.set_seq(seq);
@@ -595,7 +593,7 @@ v1::Sweep JobStore::insert_sweep(const v1::Sweep& sweep, const std::vector<std::
   for (const auto& [job, event] : jobs) {
     bool added = false;
     insert_job_in_tx(job, &added);
-    if (!added) throw invalid_argument("job " + in_quotes(job.id()) + " of sweep " + in_quotes(sweep.id()) + " exists");
+    if (!added) throw invalid_argument("job " + single_quoted(job.id()) + " of sweep " + single_quoted(sweep.id()) + " exists");
     append_event_in_tx(job.id(), event, nullptr);
   }
   v1::Sweep stored = sweep;
@@ -617,7 +615,7 @@ std::optional<v1::Sweep> JobStore::get_sweep(const std::string& id) const {
   q.bind(1, id);
   if (!q.step()) return std::nullopt;
   v1::Sweep sweep;
-  if (!q.parse(0, &sweep)) throw internal_error("jobs database " + path_ + ": sweep " + in_quotes(id) + " does not parse");
+  if (!q.parse(0, &sweep)) throw internal_error("jobs database " + path_ + ": sweep " + single_quoted(id) + " does not parse");
   return sweep;
 }
 
@@ -627,7 +625,7 @@ std::vector<v1::Sweep> JobStore::list_sweeps() const {
   Statement q = db_->prepare("SELECT id, sweep FROM sweeps ORDER BY created_unix_ms, rowid");
   while (q.step()) {
     v1::Sweep sweep;
-    if (!q.parse(1, &sweep)) throw internal_error("jobs database " + path_ + ": sweep " + in_quotes(q.text(0)) + " does not parse");
+    if (!q.parse(1, &sweep)) throw internal_error("jobs database " + path_ + ": sweep " + single_quoted(q.text(0)) + " does not parse");
     out.push_back(std::move(sweep));
   }
   return out;

@@ -1,6 +1,7 @@
 // The job RPCs as tests call them on an in-process server: submit (failing
 // the test on an error unless the caller takes the status), get, and watch
-// until the stream ends or `stop_when` says so.
+// until the stream ends or `stop_when` says so (watch_all: just its events),
+// and the states a job passed through.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -38,6 +39,19 @@ inline Watched watch(TestServer& server, const std::string& id, int64_t from_seq
   }
   w.status = reader->Finish();
   return w;
+}
+
+inline std::vector<v1::JobEvent> watch_all(TestServer& server, const std::string& id,
+                                           const std::function<bool(const v1::JobEvent&)>& stop_when = {}) {
+  return watch(server, id, 0, stop_when, std::chrono::seconds(300)).events;
+}
+
+inline std::vector<v1::JobState> states_of(const std::vector<v1::JobEvent>& events) {
+  std::vector<v1::JobState> out;
+  for (const auto& e : events) {
+    if (e.has_state()) out.push_back(e.state().state());
+  }
+  return out;
 }
 
 inline v1::Job submit(TestServer& server, const v1::JobSpec& spec, grpc::Status* status = nullptr,

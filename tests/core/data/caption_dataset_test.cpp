@@ -9,10 +9,13 @@
 #include "core/base/error.h"
 #include "core/data/caption_dataset.h"
 #include "core/data/class_dataset.h"
+#include "support/errors.h"
 #include "support/fixture.h"
 
 namespace refinery {
 namespace {
+
+using testing::expect_invalid;
 
 namespace fs = std::filesystem;
 using refinery::testing::TempDir;
@@ -35,18 +38,6 @@ class CaptionDatasetTest : public ::testing::Test {
 
 // Runs `f`, expecting refinery::Error(kInvalidArgument) whose message holds
 // every one of `parts` and none of `absent`.
-template <typename F>
-void expect_invalid(F&& f, const std::vector<std::string>& parts, const std::vector<std::string>& absent = {}) {
-  try {
-    f();
-    ADD_FAILURE() << "expected INVALID_ARGUMENT mentioning " << parts.front();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
-    for (const std::string& p : absent) EXPECT_EQ(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' in: " << e.what();
-  }
-}
-
 // ------------------------------------------------------------------ parsing
 
 TEST_F(CaptionDatasetTest, CocoGroupsCaptionsByImageAndDropsUncaptionedImages) {

@@ -22,27 +22,19 @@
 #include "core/image/image_decoder.h"
 #include "core/image/image_preprocessor.h"
 #include "core/text/bpe_tokenizer.h"
+#include "support/errors.h"
 #include "support/fixture.h"
 
 namespace refinery {
 namespace {
+
+using testing::expect_invalid;
 
 namespace fs = std::filesystem;
 using refinery::testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-template <typename F>
-void expect_invalid(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected INVALID_ARGUMENT mentioning " << parts.front();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
-  }
-}
 
 std::vector<int64_t> iota(int64_t n) {
   std::vector<int64_t> v(static_cast<size_t>(n));

@@ -52,7 +52,7 @@ Vec unit(Vec v) {
   return v;
 }
 
-double dot(const Vec& a, const Vec& b) {
+double inner(const Vec& a, const Vec& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
   return s;
@@ -117,9 +117,9 @@ Expected expected_zeroshot(const std::vector<int>& labels, const std::vector<std
   Expected e;
   for (size_t i = 0; i < labels.size(); ++i) {
     const Vec x = unit(r.image_features[i]);
-    const double own = dot(x, weights[labels[i]]);
+    const double own = inner(x, weights[labels[i]]);
     int better = 0;
-    for (const auto& w : weights) better += dot(x, w) > own;
+    for (const auto& w : weights) better += inner(x, w) > own;
     e.top1 += better < 1;
     e.top5 += better < 5;
     counts[labels[i]]++;
@@ -287,18 +287,18 @@ TEST(RetrievalEvaluation, RecallAndGapMatchTheReferenceFeatures) {
   for (int k : {1, 5, 10}) {
     double t2i = 0, i2t = 0;
     for (size_t j = 0; j < y.size(); ++j) {
-      const double own = dot(y[j], x[owner[j]]);
+      const double own = inner(y[j], x[owner[j]]);
       int better = 0;
-      for (const auto& xi : x) better += dot(y[j], xi) > own;
+      for (const auto& xi : x) better += inner(y[j], xi) > own;
       t2i += better < k;
     }
     for (size_t i = 0; i < x.size(); ++i) {
       double best = -2;
       for (size_t j = 0; j < y.size(); ++j) {
-        if (owner[j] == static_cast<int>(i)) best = std::max(best, dot(x[i], y[j]));
+        if (owner[j] == static_cast<int>(i)) best = std::max(best, inner(x[i], y[j]));
       }
       int better = 0;
-      for (const auto& yj : y) better += dot(x[i], yj) > best;
+      for (const auto& yj : y) better += inner(x[i], yj) > best;
       i2t += better < k;
     }
     EXPECT_DOUBLE_EQ(m.at("text_to_image_r" + std::to_string(k)), t2i / y.size()) << "k=" << k;
@@ -309,8 +309,8 @@ TEST(RetrievalEvaluation, RecallAndGapMatchTheReferenceFeatures) {
     for (size_t k = 0; k < gap.size(); ++k) gap[k] += xi[k] / x.size();
   for (const auto& yj : y)
     for (size_t k = 0; k < gap.size(); ++k) gap[k] -= yj[k] / y.size();
-  EXPECT_NEAR(m.at("modality_gap_l2"), std::sqrt(dot(gap, gap)), 1e-4);
-  EXPECT_NEAR(m.at("modality_gap"), dot(gap, gap) / gap.size(), 1e-5);
+  EXPECT_NEAR(m.at("modality_gap_l2"), std::sqrt(inner(gap, gap)), 1e-4);
+  EXPECT_NEAR(m.at("modality_gap"), inner(gap, gap) / gap.size(), 1e-5);
   EXPECT_EQ(report.tasks[0].n, 9);
   EXPECT_EQ(report.tasks[0].details["captions"], static_cast<int>(y.size()));
 }

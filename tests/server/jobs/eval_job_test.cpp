@@ -14,6 +14,7 @@
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/embedding/embedder.h"
 #include "core/eval/eval_suite.h"
+#include "server/job_rpc.h"
 #include "server/test_server.h"
 #include "support/caption_fixture.h"
 
@@ -23,41 +24,15 @@ namespace {
 using nlohmann::json;
 using testing::TempDir;
 using testing::TestServer;
+using testing::get;
+using testing::states_of;
+using testing::watch_all;
 
-std::vector<v1::JobEvent> watch_all(TestServer& server, const std::string& id,
-                                    const std::function<bool(const v1::JobEvent&)>& stop_when = {}) {
-  std::vector<v1::JobEvent> events;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
-  v1::WatchJobRequest req;
-  req.set_id(id);
-  auto reader = server.jobs()->WatchJob(&ctx, req);
-  v1::JobEvent e;
-  while (reader->Read(&e)) {
-    events.push_back(e);
-    if (stop_when && stop_when(e)) {
-      ctx.TryCancel();
-      break;
-    }
-  }
-  reader->Finish();
-  return events;
-}
-
-grpc::Status submit(TestServer& server, const v1::JobSpec& spec, v1::Job* job) {
+grpc::Status try_submit(TestServer& server, const v1::JobSpec& spec, v1::Job* job) {
   v1::SubmitJobRequest req;
   *req.mutable_spec() = spec;
   grpc::ClientContext ctx;
   return server.jobs()->SubmitJob(&ctx, req, job);
-}
-
-v1::Job get(TestServer& server, const std::string& id) {
-  v1::GetJobRequest req;
-  req.set_id(id);
-  v1::Job job;
-  grpc::ClientContext ctx;
-  EXPECT_TRUE(server.jobs()->GetJob(&ctx, req, &job).ok());
-  return job;
 }
 
 v1::ModelInfo model_info(TestServer& server, const std::string& ref) {
@@ -102,21 +77,13 @@ v1::JobSpec eval_spec(const std::string& model, const json& suite) {
   return spec;
 }
 
-std::vector<v1::JobState> states_of(const std::vector<v1::JobEvent>& events) {
-  std::vector<v1::JobState> out;
-  for (const auto& e : events) {
-    if (e.has_state()) out.push_back(e.state().state());
-  }
-  return out;
-}
-
 TEST(EvalJob, StreamsProgressAndStoresTheReportOfTheOfflineRun) {
   TempDir dir;
   TestServer server;
   const json suite = two_task_suite(make_class_folders(dir / "cls"),
                                     testing::make_coco_caption_set(dir / "caps", {6, 3, 0}));
   v1::Job job;
-  ASSERT_TRUE(submit(server, eval_spec("tiny", suite), &job).ok());
+  ASSERT_TRUE(try_submit(server, eval_spec("tiny", suite), &job).ok());
   EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
   EXPECT_EQ(job.kind(), v1::JOB_KIND_EVAL);
   EXPECT_EQ(job.spec().model(), "tiny@1");  // resolved at submit
@@ -179,7 +146,7 @@ TEST(EvalJob, StreamsProgressAndStoresTheReportOfTheOfflineRun) {
 
   // A second run of the same suite replaces it.
   v1::Job again;
-  ASSERT_TRUE(submit(server, eval_spec("tiny", suite), &again).ok());
+  ASSERT_TRUE(try_submit(server, eval_spec("tiny", suite), &again).ok());
   watch_all(server, again.id());
   const v1::ModelInfo after = model_info(server, "tiny");
   ASSERT_EQ(after.lineage().evaluations_size(), 1);
@@ -200,7 +167,7 @@ TEST(EvalJob, CancelStopsARunningEvaluation) {
     tasks.push_back({{"name", "t" + std::to_string(i)}, {"kind", "zeroshot"}, {"data", classes}});
   }
   v1::Job job;
-  ASSERT_TRUE(submit(server, eval_spec("tiny", {{"name", "long"}, {"tasks", tasks}}), &job).ok());
+  ASSERT_TRUE(try_submit(server, eval_spec("tiny", {{"name", "long"}, {"tasks", tasks}}), &job).ok());
   watch_all(server, job.id(), [](const v1::JobEvent& e) { return e.has_eval_progress(); });
   v1::CancelJobRequest creq;
   creq.set_id(job.id());
@@ -247,7 +214,7 @@ TEST(EvalJob, ARefineJobEvaluatesItsBaseFirstAndItsResultLast) {
     spec.set_name("tiny-refined");
     spec.set_eval_suite(suite.dump());
     v1::Job job;
-    ASSERT_TRUE(submit(server, spec, &job).ok());
+    ASSERT_TRUE(try_submit(server, spec, &job).ok());
     EXPECT_EQ(job.kind(), v1::JOB_KIND_REFINE);
     job_id = job.id();
     const auto events = watch_all(server, job.id());
@@ -330,7 +297,7 @@ TEST(EvalJob, BadSuitesAreRejectedAtSubmitNamingTheItem) {
   };
   for (const auto& c : cases) {
     v1::Job job;
-    const grpc::Status status = submit(server, c.spec, &job);
+    const grpc::Status status = try_submit(server, c.spec, &job);
     EXPECT_EQ(status.error_code(), c.code) << status.error_message();
     EXPECT_NE(status.error_message().find(c.mentions), std::string::npos) << status.error_message();
     if (c.mentions != "nope" && c.mentions != "base_model and data") {
@@ -340,7 +307,7 @@ TEST(EvalJob, BadSuitesAreRejectedAtSubmitNamingTheItem) {
   v1::JobSpec not_json = eval_spec("tiny", {});
   not_json.set_eval_suite("{tasks: oops");
   v1::Job job;
-  const grpc::Status status = submit(server, not_json, &job);
+  const grpc::Status status = try_submit(server, not_json, &job);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("eval_suite: not valid JSON"), std::string::npos) << status.error_message();
 

@@ -28,6 +28,7 @@ using testing::TempDir;
 using testing::TestServer;
 using testing::Watched;
 using testing::get;
+using testing::states_of;
 using testing::submit;
 using testing::watch;
 
@@ -39,14 +40,6 @@ v1::JobSpec small_spec(const std::string& data) {
   s.set_val_fraction(0.25);
   s.set_lr(1e-4);
   return s;
-}
-
-std::vector<v1::JobState> states_of(const std::vector<v1::JobEvent>& events) {
-  std::vector<v1::JobState> out;
-  for (const auto& e : events) {
-    if (e.has_state()) out.push_back(e.state().state());
-  }
-  return out;
 }
 
 void expect_consecutive(const std::vector<v1::JobEvent>& events, int64_t first = 1) {

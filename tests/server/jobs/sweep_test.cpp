@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/job_rpc.h"
 #include "server/test_server.h"
 #include "support/caption_fixture.h"
 
@@ -15,6 +16,7 @@ namespace {
 using nlohmann::json;
 using testing::TempDir;
 using testing::TestServer;
+using testing::watch_all;
 
 grpc::Status submit_sweep(TestServer& server, const v1::SweepSpec& spec, v1::Sweep* sweep,
                           const std::string& request_id = "") {
@@ -32,19 +34,6 @@ v1::Sweep get_sweep(TestServer& server, const std::string& id) {
   grpc::ClientContext ctx;
   EXPECT_TRUE(server.jobs()->GetSweep(&ctx, req, &sweep).ok());
   return sweep;
-}
-
-std::vector<v1::JobEvent> watch_all(TestServer& server, const std::string& id) {
-  std::vector<v1::JobEvent> events;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
-  v1::WatchJobRequest req;
-  req.set_id(id);
-  auto reader = server.jobs()->WatchJob(&ctx, req);
-  v1::JobEvent e;
-  while (reader->Read(&e)) events.push_back(e);
-  reader->Finish();
-  return events;
 }
 
 v1::SweepSpec grid(const std::string& data, const std::string& suite) {
