@@ -16,7 +16,7 @@
 #include "client/job_calls.h"
 #include "client/job_display.h"
 #include "client/output.h"
-#include "client/proto_json.h"
+#include "refinery/proto_json.h"
 #include "client/server_connection.h"
 #include "core/base/error.h"
 #include "refinery/v1/model.grpc.pb.h"

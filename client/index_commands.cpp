@@ -13,7 +13,7 @@
 #include "client/commands.h"
 #include "client/input_files.h"
 #include "client/output.h"
-#include "client/proto_json.h"
+#include "refinery/proto_json.h"
 #include "client/request_chunks.h"
 #include "client/server_connection.h"
 #include "core/base/error.h"

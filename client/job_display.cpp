@@ -13,7 +13,7 @@
 
 #include "client/client_errors.h"
 #include "client/output.h"
-#include "client/proto_json.h"
+#include "refinery/proto_json.h"
 
 namespace refinery::client {
 namespace {

@@ -9,7 +9,7 @@
 #include "client/eval_display.h"
 #include "client/job_display.h"
 #include "client/output.h"
-#include "client/proto_json.h"
+#include "refinery/proto_json.h"
 #include "client/server_connection.h"
 #include "refinery/v1/model.grpc.pb.h"
 

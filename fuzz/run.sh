@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FIX=${REFINERY_FIXTURE_DIR:-$ROOT/../shared/fixtures/clip-tiny}
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=(safetensors checkpoint image csv caption_dataset class_dataset text job_spec index server_config
-                               tokens_file)
+                               tokens_file openai_embeddings)
 SEEDS=$BUILD/seeds
 mkdir -p "$SEEDS"
 
@@ -111,6 +111,10 @@ for kind, ann in (("flat", "none"), ("hnsw", "none"), ("ivf", "none"), ("hnsw", 
                 "hnsw_ef_construction": 0, "hnsw_ef_search": 0}}
     items = record(1, "a", '{"label": "cat"}') + record(0, "b", "") + record(1, "c", "")
     put("index", kind + "_" + ann, b"\x01" + json.dumps(manifest).encode() + SEP + items + SEP + b"IHNf")
+put("openai_embeddings", "texts", json.dumps({"model": "tiny", "input": ["a cat", "a dog"], "encoding_format": "base64"}))
+put("openai_embeddings", "mixed", json.dumps({"input": ["a cat", {"type": "text", "text": "x"}, {"type": "image",
+    "image": "data:image/png;base64,iVBORw0KGgo="}], "dimensions": 4, "user": "u"}))
+put("openai_embeddings", "string", json.dumps({"input": "one"}))
 put("tokens_file", "text", "# comment\nadmin-token-0123456789abcdef admin ops\nreader-token-0123456789abcdef reader\n")
 put("tokens_file", "json", json.dumps({"tokens": [{"token": "trainer-token-0123456789abcdef", "role": "trainer", "name": "ci"}]}))
 PY

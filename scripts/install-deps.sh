@@ -12,7 +12,7 @@ PACKAGES=(
   libplplot-dev plplot-driver-cairo fonts-dejavu-core   # charts (PNG, SVG) and their text
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc   # the API
   libfaiss-dev            # vector indexes
-  libcpp-httplib-dev libssl-dev   # /metrics over HTTP or HTTPS
+  libcpp-httplib-dev libssl-dev   # /metrics and the HTTP API, over HTTP or HTTPS
   libsqlite3-dev          # job store
   libgtest-dev libgmock-dev
   prometheus              # promtool and a real Prometheus for the metrics tests

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -21,6 +22,8 @@
 #include "server/embedding/embedding_metrics.h"
 #include "server/embedding/embedding_service.h"
 #include "server/index/index_registry.h"
+#include "server/http/http_listener.h"
+#include "server/http_api/http_api.h"
 #include "server/index/index_service.h"
 #include "server/jobs/job_manager.h"
 #include "server/jobs/job_metrics.h"
@@ -105,6 +108,13 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_flag("--metrics-tls", cfg.metrics_tls,
                "Serve /metrics over HTTPS with --tls-cert/--tls-key; with --tls-client-ca scrapers need a client "
                "certificate it signed");
+  app.add_option("--http-listen", cfg.http_listen,
+                 "HTTP/JSON API address HOST:PORT: OpenAI-compatible /v1/embeddings, JSON mirrors of the gRPC "
+                 "methods, /openapi.json ('' = off; HTTPS and tokens as for gRPC)")
+      ->capture_default_str();
+  app.add_option("--http-threads", cfg.http_threads,
+                 "HTTP requests served at once (an open event stream holds one)")
+      ->capture_default_str();
   app.add_option("--data-dir", cfg.data_dir, "Jobs DB, checkpoints and indexes; survives restarts")->capture_default_str();
   app.add_option("--models-dir", cfg.models_dir, "Every checkpoint in this folder is registered by name at start");
   app.add_option("--default-model", cfg.default_model, "Model used when a call names none (default: first registered)");
@@ -305,13 +315,44 @@ int run(int argc, char** argv) {
   }
   std::unique_ptr<MetricsHttpServer> metrics_http;
   if (!cfg.metrics_listen.empty()) {
-    MetricsTlsOptions metrics_tls;
+    HttpTlsOptions metrics_tls;
     if (cfg.metrics_tls) {
       metrics_tls = {cfg.security.tls_cert, cfg.security.tls_key, cfg.security.tls_client_ca};
     }
     metrics_http = std::make_unique<MetricsHttpServer>(metrics_registry, cfg.metrics_listen, metrics_tls);
     log_info("metrics on %s://%s/metrics%s", cfg.metrics_tls ? "https" : "http", cfg.metrics_listen.c_str(),
              cfg.metrics_tls && cfg.security.mtls() ? " (client certificates required)" : "");
+  }
+  // The HTTP API calls the services above through an in-process channel:
+  // the same tokens, limits, metrics and errors as a gRPC client gets.
+  std::atomic<bool> draining{false};
+  std::unique_ptr<HttpApi> http_api;
+  std::unique_ptr<HttpListener> http_listener;
+  if (!cfg.http_listen.empty()) {
+    grpc::ChannelArguments channel_args;
+    channel_args.SetMaxReceiveMessageSize(cfg.max_message_mb << 20);
+    channel_args.SetMaxSendMessageSize(cfg.max_message_mb << 20);
+    HttpApiOptions api_options;
+    api_options.max_request_items = cfg.max_request_items;
+    api_options.not_ready_reason = [&]() -> std::string {
+      if (draining) return "shutting down";
+      if (models.list().empty()) return "no model registered (--models-dir, or `refinery models import`)";
+      return "";
+    };
+    http_api = std::make_unique<HttpApi>(server->InProcessChannel(channel_args), api_options);
+    HttpListenerOptions listener;
+    listener.name = "HTTP API";
+    listener.threads = cfg.http_threads;
+    listener.read_timeout_s = 60;
+    listener.write_timeout_s = 60;
+    listener.keep_alive_requests = 100;
+    // Base64 makes images a third larger, JSON numbers embeddings larger still.
+    listener.max_body_bytes = static_cast<size_t>(cfg.max_message_mb) << 21;
+    if (cfg.security.tls()) listener.tls = {cfg.security.tls_cert, cfg.security.tls_key, cfg.security.tls_client_ca};
+    http_listener = std::make_unique<HttpListener>(cfg.http_listen, listener,
+                                                   [&](httplib::Server& s) { http_api->install(s); });
+    log_info("HTTP API on %s://%s (port %d): POST /v1/embeddings, /openapi.json", http_listener->tls() ? "https" : "http",
+             cfg.http_listen.c_str(), http_listener->port());
   }
   log_info("serving gRPC on %s (port %d)", cfg.listen.c_str(), port);
 
@@ -331,6 +372,7 @@ int run(int argc, char** argv) {
     }
   }
   log_info("received %s: draining in-flight calls (up to %.0f s)", strsignal(sig), cfg.shutdown_grace_s);
+  draining = true;  // /ready answers 503
   server->GetHealthCheckService()->Shutdown();
   // A running job checkpoints where it is and resumes at the next start;
   // watchers get UNAVAILABLE and reconnect.
@@ -338,6 +380,7 @@ int run(int argc, char** argv) {
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(cfg.shutdown_grace_s * 1000));
   server->Shutdown(deadline);  // waits for running handlers (and their index writes)
+  http_listener.reset();       // its calls have ended with the server's
   engine.shutdown();
   metrics_http.reset();
   log_info("stopped");

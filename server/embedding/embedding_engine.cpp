@@ -125,8 +125,19 @@ EmbedOutput EmbeddingEngine::embed_texts(const std::string& model, const std::ve
   } catch (const Error& e) {
     throw Error(e.code(), std::string("texts: ") + e.what());
   }
+  // Each row is <|startoftext|> ... <|endoftext|> and then zero padding; id
+  // 0 is also a real token ("!"), so a row's length ends at its last non-zero.
+  int64_t token_count = 0;
+  for (size_t row = 0; row < texts.size(); ++row) {
+    const int32_t* r = ids.data() + row * static_cast<size_t>(ctx);
+    int len = ctx;
+    while (len > 0 && r[len - 1] == 0) --len;
+    token_count += len;
+  }
   auto tokens = torch::from_blob(ids.data(), {static_cast<int64_t>(texts.size()), ctx}, torch::kInt).clone();
-  return run(entry, Modality::kText, std::move(tokens), control, ms_since(start));
+  EmbedOutput out = run(entry, Modality::kText, std::move(tokens), control, ms_since(start));
+  out.tokens = token_count;
+  return out;
 }
 
 EmbedOutput EmbeddingEngine::embed_images(const std::string& model, const std::vector<ImageInput>& images,

@@ -44,6 +44,7 @@ struct EmbedOutput {
   double logit_scale = 0;  // exp(logit_scale) of the weights that computed the embeddings
   at::Tensor embeddings;  // [n, D] float32 CPU, raw unless normalised by the caller
   CallTiming timing;
+  int64_t tokens = 0;      // texts: their tokens, start and end markers included, as truncated
 };
 
 class EmbeddingEngine {

@@ -71,6 +71,7 @@ grpc::Status EmbeddingServiceImpl::EmbedText(grpc::ServerContext* context, const
     EmbedOutput out = engine_.embed_texts(request->model(), texts, !request->no_truncate(), call_control(context));
     if (metrics_) metrics_->record_timing(out.timing);
     response->set_model(out.model_ref);
+    response->set_tokens(out.tokens);
     fill_matrix(request->normalize() ? l2_normalize(out.embeddings) : out.embeddings, response->mutable_embeddings());
     fill_timing(out.timing, ms_since(start), response->mutable_timing());
   });

@@ -5,35 +5,19 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 
-namespace httplib {
-class Server;
-}
+#include "server/http/http_listener.h"
 
 namespace refinery {
 
 class MetricsRegistry;
 
-// /metrics over TLS: the server's certificate chain and key (PEM files), and
-// optionally a CA whose signature every scraper's client certificate must
-// carry (mTLS). All empty: plain HTTP.
-struct MetricsTlsOptions {
-  std::string cert_file;
-  std::string key_file;
-  std::string client_ca_file;
-  bool enabled() const { return !cert_file.empty(); }
-};
-
 class MetricsHttpServer {
  public:
-  // Starts listening on `listen` ("HOST:PORT"; HOST an IPv4 address, a
-  // bracketed IPv6 address or a resolvable name; PORT 0 picks a free port).
-  // Throws invalid_argument naming `listen` when it is malformed, cannot be
-  // resolved or cannot be bound (port busy, address not local), and naming
-  // the file when a TLS certificate, key or CA cannot be used.
-  // `registry` must outlive the server.
-  MetricsHttpServer(const MetricsRegistry& registry, const std::string& listen, const MetricsTlsOptions& tls = {});
+  // Starts serving on `listen` (see HttpListener for the address forms and
+  // the errors); HTTPS when `tls` is enabled. `registry` must outlive the
+  // server.
+  MetricsHttpServer(const MetricsRegistry& registry, const std::string& listen, const HttpTlsOptions& tls = {});
   // Stops accepting, waits for in-flight requests.
   ~MetricsHttpServer();
 
@@ -41,17 +25,13 @@ class MetricsHttpServer {
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
   // The bound port (the real one when started with port 0).
-  int port() const { return port_; }
-  bool tls() const { return tls_; }
-  const std::string& listen_address() const { return listen_; }
+  int port() const { return listener_->port(); }
+  bool tls() const { return listener_->tls(); }
+  const std::string& listen_address() const { return listener_->listen_address(); }
 
  private:
   const MetricsRegistry& registry_;
-  std::string listen_;
-  bool tls_ = false;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;  // runs the accept loop
-  int port_ = 0;
+  std::unique_ptr<HttpListener> listener_;
 };
 
 }  // namespace refinery

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "core/base/error.h"
 #include "core/base/json_integer.h"
@@ -38,6 +39,8 @@ void ServerConfig::load_file(const std::string& path) {
       if (key == "listen") listen = v.get<std::string>();
       else if (key == "metrics_listen") metrics_listen = v.get<std::string>();
       else if (key == "metrics_tls") metrics_tls = v.get<bool>();
+      else if (key == "http_listen") http_listen = v.get<std::string>();
+      else if (key == "http_threads") http_threads = json_integer<int>(v, where);
       else if (key == "data_dir") data_dir = v.get<std::string>();
       else if (key == "models_dir") models_dir = v.get<std::string>();
       else if (key == "default_model") default_model = v.get<std::string>();
@@ -108,12 +111,14 @@ void ServerConfig::validate() const {
   check(security.tls_cert.empty() == security.tls_key.empty(), "--tls-cert and --tls-key go together");
   check(security.tls_client_ca.empty() || security.tls(), "--tls-client-ca needs --tls-cert and --tls-key");
   check(!metrics_tls || security.tls(), "--metrics-tls serves /metrics with --tls-cert and --tls-key: give both");
-  if (!is_loopback_address(listen) && !security.insecure_allow_remote) {
+  check(http_threads >= 2 && http_threads <= 4096, "--http-threads must be from 2 to 4096");
+  for (const auto& [flag, address] : {std::pair<std::string, std::string>{"--listen", listen}, {"--http-listen", http_listen}}) {
+    if (address.empty() || is_loopback_address(address) || security.insecure_allow_remote) continue;
     check(security.authenticates(),
-          "--listen " + listen + " accepts connections from other machines, and nothing authenticates them: "
+          flag + " " + address + " accepts connections from other machines, and nothing authenticates them: "
           "give --auth-tokens FILE (with --tls-cert/--tls-key) or --tls-client-ca, or --insecure-allow-remote "
           "if something in front of refineryd does");
-    check(security.tls(), "--listen " + listen + " accepts connections from other machines, and tokens would "
+    check(security.tls(), flag + " " + address + " accepts connections from other machines, and tokens would "
                           "cross the network in clear text: give --tls-cert and --tls-key, or "
                           "--insecure-allow-remote if something in front of refineryd terminates TLS");
   }
@@ -156,6 +161,8 @@ std::string ServerConfig::to_json() const {
   nlohmann::json j = {{"listen", listen},
                       {"metrics_listen", metrics_listen},
                       {"metrics_tls", metrics_tls},
+                      {"http_listen", http_listen},
+                      {"http_threads", http_threads},
                       {"data_dir", data_dir},
                       {"models_dir", models_dir},
                       {"default_model", default_model},

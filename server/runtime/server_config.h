@@ -66,6 +66,12 @@ struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";  // empty: no metrics endpoint
   bool metrics_tls = false;                        // /metrics over TLS with --tls-cert/--tls-key (mTLS with --tls-client-ca)
+  // The HTTP/JSON API (OpenAI-compatible /v1/embeddings and JSON mirrors of
+  // the gRPC methods); empty: off. HTTPS, and the same tokens, when gRPC has
+  // them. Each request in flight holds one of http_threads (an event stream
+  // for as long as it is open); beyond them requests wait.
+  std::string http_listen;
+  int http_threads = 32;
   std::string data_dir = "./refinery-data";        // jobs DB, checkpoints, indexes
   std::string models_dir;                          // every checkpoint here is registered at start
   std::string default_model;                       // empty: the first registered

@@ -15,8 +15,8 @@ setup_work refinery-e2e
 MAX_ITEMS=64    # --max-request-items: low, so an oversized request is cheap to make
 GRACE_S=10      # --shutdown-grace-s
 
-# Two free TCP ports on 127.0.0.1 (gRPC, metrics).
-read -r PORT MPORT < <(free_ports 2)
+# Three free TCP ports on 127.0.0.1 (gRPC, metrics, HTTP API).
+read -r PORT MPORT HPORT < <(free_ports 3)
 ADDR=127.0.0.1:$PORT
 cli() { "$CLI" --server "$ADDR" --timeout 60 "$@"; }
 
@@ -87,7 +87,7 @@ else:
 PY
 check() { python3 "$WORK/check.py" "$@"; }
 
-SERVER_ARGS=(--listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --models-dir "$WORK/models"
+SERVER_ARGS=(--listen "$ADDR" --metrics-listen "127.0.0.1:$MPORT" --http-listen "127.0.0.1:$HPORT" --models-dir "$WORK/models"
   --data-dir "$WORK/data" --data-root "$WORK" --data-root "$FIX" --import-root "$WORK" --export-root "$WORK"
   --device cpu --threads 2 --max-request-items "$MAX_ITEMS" --shutdown-grace-s "$GRACE_S")
 
@@ -135,6 +135,29 @@ assert m['rows']==2 and m['dim']==32 and len(m['values'])==64, m
 for r in range(2): assert abs(math.sqrt(sum(v*v for v in m['values'][r*32:(r+1)*32]))-1)<1e-4
 assert j['model']=='tiny@1' and j['timing']['total_ms']>0, j" "$WORK/embed.json" || fail "embed --json --normalize"
 ok "embed text --json --normalize: 2 unit rows"
+
+echo "== the HTTP API answers as gRPC does"
+HTTP=http://127.0.0.1:$HPORT
+curl -sf "$HTTP/ready" | grep -q '"ready"' || fail "/ready"
+curl -sf -X POST "$HTTP/v1/embeddings" -H 'Content-Type: application/json' \
+  -d '{"model": "tiny", "input": ["a photo of a cat", "a dog"]}' > "$WORK/openai.json" || fail "POST /v1/embeddings"
+python3 -c "
+import json,sys; o=json.load(open(sys.argv[1])); g=json.load(open(sys.argv[2]))
+assert o['object']=='list' and o['model']==g['model'], (o['model'], g['model'])
+for i in range(2):
+    row=g['embeddings']['values'][i*32:(i+1)*32]
+    assert o['data'][i]['index']==i and o['data'][i]['embedding']==row, (i, o['data'][i]['embedding'][:3], row[:3])
+assert o['usage']['prompt_tokens']>=8, o['usage']
+print('2 x 32, equal to the gRPC numbers; usage', o['usage'])" "$WORK/openai.json" "$WORK/embed.json" > "$WORK/out.txt" \
+  || fail "/v1/embeddings differs from EmbedText"
+ok "POST /v1/embeddings: $(cat "$WORK/out.txt")"
+code=$(curl -s -o "$WORK/err.json" -w '%{http_code}' -X POST "$HTTP/v1/embeddings" -d '{"model": "nosuchmodel", "input": "x"}')
+python3 -c "import json,sys; e=json.load(open(sys.argv[1]))['error']; assert e['code']=='NOT_FOUND' and 'nosuchmodel' in e['message'], e" \
+  "$WORK/err.json" && [[ $code == 404 ]] || fail "unknown model over HTTP: $code $(cat "$WORK/err.json")"
+ok "unknown model over HTTP: 404 $(cat "$WORK/err.json")"
+curl -sf "$HTTP/openapi.json" | python3 -c "import json,sys; d=json.load(sys.stdin); assert '/v1/embeddings' in d['paths'], d['paths'].keys()" \
+  || fail "/openapi.json"
+ok "/openapi.json describes /v1/embeddings"
 
 echo "== classify and rank"
 cli --json classify --image "${IMAGES[0]}" --image "${IMAGES[7]}" --labels cat,dog,rocket,coffee --top-k 0 > "$WORK/cls.json"

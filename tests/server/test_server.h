@@ -89,6 +89,13 @@ class TestServer {
     engine_->shutdown();
   }
 
+  // What refineryd gives its HTTP API: a channel to these services in-process.
+  std::shared_ptr<grpc::Channel> in_process_channel() {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(config_.max_message_mb << 20);
+    args.SetMaxSendMessageSize(config_.max_message_mb << 20);
+    return server_->InProcessChannel(args);
+  }
   std::unique_ptr<v1::EmbeddingService::Stub> embedding() { return v1::EmbeddingService::NewStub(channel_); }
   std::unique_ptr<v1::ModelService::Stub> models() { return v1::ModelService::NewStub(channel_); }
   std::unique_ptr<v1::IndexService::Stub> indexes() { return v1::IndexService::NewStub(channel_); }

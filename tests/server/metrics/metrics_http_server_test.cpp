@@ -300,7 +300,7 @@ leaf intruder rogue "extendedKeyUsage=clientAuth"
   static void TearDownTestSuite() { run("rm -rf '" + dir_ + "'"); }
 
   static std::string file(const std::string& name) { return dir_ + "/" + name; }
-  MetricsTlsOptions tls(bool mutual) const {
+  HttpTlsOptions tls(bool mutual) const {
     return {file("server.pem"), file("server.key"), mutual ? file("ca.pem") : ""};
   }
   // curl's exit status for an HTTPS GET of /metrics; the body lands in `body`.
@@ -352,7 +352,7 @@ TEST_F(MetricsTlsTest, MutualTlsServesOnlyClientsWithACertificateTheCaSigned) {
 }
 
 TEST_F(MetricsTlsTest, UnusableFilesAreNamedInTheError) {
-  auto error_of = [&](const MetricsTlsOptions& options) -> std::string {
+  auto error_of = [&](const HttpTlsOptions& options) -> std::string {
     try {
       MetricsHttpServer server(registry_, "127.0.0.1:0", options);
     } catch (const Error& e) {

@@ -58,6 +58,27 @@ TEST(ServerConfig, ARemoteListenerNeedsAuthenticationAndTls) {
   EXPECT_NE(refusal(open).find("--tls-client-ca needs --tls-cert"), std::string::npos);
 }
 
+TEST(ServerConfig, ARemoteHttpApiNeedsWhatARemoteGrpcListenerNeeds) {
+  ServerConfig c;
+  c.http_listen = "127.0.0.1:8080";
+  EXPECT_EQ(refusal(c), "");
+  c.http_listen = "0.0.0.0:8080";
+  EXPECT_NE(refusal(c).find("--http-listen 0.0.0.0:8080 accepts connections from other machines, and nothing "
+                            "authenticates them"),
+            std::string::npos)
+      << refusal(c);
+  c.security.auth_tokens = "/etc/refinery/tokens";
+  EXPECT_NE(refusal(c).find("--http-listen 0.0.0.0:8080 accepts connections from other machines, and tokens would "
+                            "cross the network in clear text"),
+            std::string::npos)
+      << refusal(c);
+  c.security.tls_cert = "server.pem";
+  c.security.tls_key = "server.key";
+  EXPECT_EQ(refusal(c), "");
+  c.http_threads = 1;
+  EXPECT_NE(refusal(c).find("--http-threads"), std::string::npos);
+}
+
 TEST(ServerConfig, MetricsOverTlsNeedsTheServersCertificate) {
   ServerConfig c;
   c.metrics_tls = true;

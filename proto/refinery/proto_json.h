@@ -1,4 +1,4 @@
-// Protobuf messages as JSON, for --json output. Keys are the proto field
+// Protobuf messages as JSON, for the client's --json output and the HTTP API. Keys are the proto field
 // names (snake_case) in .proto order, every field is present (defaults
 // included), enums are their names. Unlike protobuf's own JSON printer,
 // 64-bit integers stay numbers (proto3's JSON mapping quotes them), so
@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-namespace refinery::client {
+namespace refinery {
 
 nlohmann::ordered_json proto_to_json(const google::protobuf::Message& message);
 
-}  // namespace refinery::client
+}  // namespace refinery

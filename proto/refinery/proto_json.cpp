@@ -1,11 +1,11 @@
-#include "client/proto_json.h"
+#include "refinery/proto_json.h"
 
 #include <google/protobuf/descriptor.h>
 
 #include <cstdio>
 #include <cstdlib>
 
-namespace refinery::client {
+namespace refinery {
 namespace {
 
 using google::protobuf::FieldDescriptor;
@@ -97,4 +97,4 @@ ordered_json proto_to_json(const Message& message) {
   return out;
 }
 
-}  // namespace refinery::client
+}  // namespace refinery
