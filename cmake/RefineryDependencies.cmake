@@ -56,9 +56,9 @@ if(NOT REFINERY_TORCH_ONLY)
 endif()
 
 if(NOT REFINERY_TORCH_ONLY)
-  # Serving: gRPC + protobuf, FAISS, cpp-httplib (the /metrics endpoint; its
-  # pkg-config file carries the defines it was built with) and OpenSSL, which
-  # serves /metrics over TLS.
+  # Serving: gRPC + protobuf, FAISS, cpp-httplib (/metrics and the HTTP API;
+  # its pkg-config file carries the defines it was built with) and OpenSSL,
+  # which serves them over TLS.
   find_package(Protobuf REQUIRED)
   find_package(gRPC CONFIG REQUIRED)
   find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
@@ -68,6 +68,34 @@ if(NOT REFINERY_TORCH_ONLY)
   find_package(PkgConfig REQUIRED)
   pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib>=0.11)
   find_package(SQLite3 REQUIRED)
+
+  # prometheus-cpp (metrics: the registry and the text format; its `core`
+  # only, /metrics is served by our own HTTP listener). An installed one
+  # first; else the unmodified upstream v1.3.0 archive in third_party/,
+  # built as part of this build with no network.
+  find_package(prometheus-cpp 1.3 CONFIG QUIET COMPONENTS core)
+  if(NOT prometheus-cpp_FOUND)
+    set(_prometheus_archive "${PROJECT_SOURCE_DIR}/third_party/prometheus-cpp-1.3.0.tar.gz")
+    include(FetchContent)
+    FetchContent_Declare(prometheus_cpp URL "${_prometheus_archive}"
+      URL_HASH SHA256=c6e3843b570a2a8a04595d53d4dcba3d936f5f6b5303f43b23bb480378e1d12d DOWNLOAD_EXTRACT_TIMESTAMP TRUE)
+    FetchContent_GetProperties(prometheus_cpp)
+    if(NOT prometheus_cpp_POPULATED)
+      FetchContent_Populate(prometheus_cpp)
+    endif()
+    set(ENABLE_PULL OFF CACHE BOOL "" FORCE)
+    set(ENABLE_PUSH OFF CACHE BOOL "" FORCE)
+    set(ENABLE_COMPRESSION OFF CACHE BOOL "" FORCE)
+    set(ENABLE_TESTING OFF CACHE BOOL "" FORCE)
+    set(USE_THIRDPARTY_LIBRARIES OFF CACHE BOOL "" FORCE)
+    set(OVERRIDE_CXX_STANDARD_FLAGS OFF CACHE BOOL "" FORCE)  # keep our C++17
+    set(GENERATE_PKGCONFIG OFF CACHE BOOL "" FORCE)
+    # Not installed with Refinery: it is linked in statically.
+    add_subdirectory("${prometheus_cpp_SOURCE_DIR}" "${prometheus_cpp_BINARY_DIR}" EXCLUDE_FROM_ALL)
+    message(STATUS "prometheus-cpp: built from ${_prometheus_archive}")
+  else()
+    message(STATUS "prometheus-cpp: ${prometheus-cpp_DIR}")
+  endif()
 
   # PLplot (charts): the C++ binding. Its own CMake config drags in every
   # binding's exports, so the two libraries are found directly; the cairo

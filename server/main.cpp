@@ -14,6 +14,7 @@
 #include <memory>
 #include <set>
 
+#include "core/base/disk_space.h"
 #include "core/base/error.h"
 #include "core/base/pem_file.h"
 #include "core/image/image_decoder.h"
@@ -53,7 +54,7 @@ class GaugeSeries {
   void set(const Map& values) {
     std::set<std::string> now;
     for (const auto& [key, value] : values) {
-      family_.with({key}).set(static_cast<double>(value));
+      family_.with({key}).Set(static_cast<double>(value));
       now.insert(key);
     }
     for (const auto& key : shown_) {
@@ -219,8 +220,7 @@ int run(int argc, char** argv) {
   EmbeddingMetrics embedding_metrics(metrics_registry);
   register_process_metrics(metrics_registry);
   metrics_registry.gauge("refinery_build_info", "Build information (value 1)", {"version", "torch", "device"})
-      .with({REFINERY_VERSION, runtime.torch_version, device})
-      .set(1);
+      .with({REFINERY_VERSION, runtime.torch_version, device}).Set(1);
 
   ModelRegistryOptions mo;
   mo.models_dir = cfg.models_dir;
@@ -248,16 +248,23 @@ int run(int argc, char** argv) {
   GaugeSeries index_items(metrics_registry.gauge("refinery_index_items", "Items in a vector index", {"index"}));
   auto& decode_bytes = metrics_registry.gauge("refinery_decode_memory_bytes",
                                               "Bytes leased by image decodes in flight (of --decode-memory-mb)");
+  metrics_registry.gauge("refinery_queue_capacity_items", "Items a batcher queue holds before calls are refused (--max-queue-items)")
+      .with()
+      .Set(cfg.batcher.max_queue_items);
+  auto& disk_free = metrics_registry.gauge("refinery_data_disk_free_bytes", "Free bytes on the file system of --data-dir");
+  auto& disk_size = metrics_registry.gauge("refinery_data_disk_size_bytes", "Size of the file system of --data-dir");
   metrics_registry.add_collector([&] {
     queue_items.set(engine.queue_depths());
-    registered.with().set(static_cast<double>(models.list().size()));
+    registered.with().Set(static_cast<double>(models.list().size()));
     const auto in_memory = models.loaded_models();
-    loaded.with().set(static_cast<double>(in_memory.size()));
+    loaded.with().Set(static_cast<double>(in_memory.size()));
     model_bytes.set(in_memory);
     std::map<std::string, size_t> sizes;
     for (const auto& info : indexes.list()) sizes[info.name] = info.size;
     index_items.set(sizes);
-    decode_bytes.with().set(static_cast<double>(decode_budget.in_use()));
+    decode_bytes.with().Set(static_cast<double>(decode_budget.in_use()));
+    disk_free.with().Set(static_cast<double>(free_disk_bytes(cfg.data_dir)));
+    disk_size.with().Set(static_cast<double>(disk_size_bytes(cfg.data_dir)));
   });
 
   const ServerPathRoots roots = make_path_roots(cfg);

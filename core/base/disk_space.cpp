@@ -22,13 +22,23 @@ std::string megabytes(uint64_t bytes) {
 
 }  // namespace
 
-uint64_t free_disk_bytes(const std::string& dir) {
+static struct statvfs file_system_of(const std::string& dir) {
   std::filesystem::path p = std::filesystem::absolute(dir);
   std::error_code ec;
   while (!p.empty() && !std::filesystem::exists(p, ec) && p != p.root_path()) p = p.parent_path();
   struct statvfs st {};
   if (::statvfs(p.c_str(), &st) != 0) throw internal_error("cannot stat the file system of " + dir + ": " + std::strerror(errno));
+  return st;
+}
+
+uint64_t free_disk_bytes(const std::string& dir) {
+  const struct statvfs st = file_system_of(dir);
   return static_cast<uint64_t>(st.f_bavail) * static_cast<uint64_t>(st.f_frsize);
+}
+
+uint64_t disk_size_bytes(const std::string& dir) {
+  const struct statvfs st = file_system_of(dir);
+  return static_cast<uint64_t>(st.f_blocks) * static_cast<uint64_t>(st.f_frsize);
 }
 
 void require_free_space(const std::string& dir, uint64_t bytes, const std::string& what) {

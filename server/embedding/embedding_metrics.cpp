@@ -14,16 +14,16 @@ EmbeddingMetrics::EmbeddingMetrics(MetricsRegistry& registry)
       items_(registry.counter("refinery_embedded_items_total", "Items embedded", {"modality"})) {}
 
 void EmbeddingMetrics::record_timing(const CallTiming& t) {
-  stage_seconds_.with({"preprocess"}).observe(t.preprocess_ms / 1e3);
-  stage_seconds_.with({"queue"}).observe(t.queue_ms / 1e3);
-  stage_seconds_.with({"inference"}).observe(t.inference_ms / 1e3);
+  stage_seconds_.with({"preprocess"}).Observe(t.preprocess_ms / 1e3);
+  stage_seconds_.with({"queue"}).Observe(t.queue_ms / 1e3);
+  stage_seconds_.with({"inference"}).Observe(t.inference_ms / 1e3);
 }
 
 void EmbeddingMetrics::record_batch(const BatchStats& s) {
   const char* m = modality_name(s.modality);
-  batch_size_.with({m}).observe(s.items);
-  batches_.with({m}).inc();
-  items_.with({m}).inc(s.items);
+  batch_size_.with({m}).Observe(s.items);
+  batches_.with({m}).Increment();
+  items_.with({m}).Increment(s.items);
 }
 
 }  // namespace refinery

@@ -179,6 +179,7 @@ std::optional<v1::Job> JobManager::transition(const std::string& id,
   }
   events_cv_.notify_all();
   refresh_state_metrics();
+  if (metrics_ != nullptr && is_finished(job.state())) metrics_->record_job_finished(state_name(job.state()));
   return job;
 }
 
@@ -203,6 +204,7 @@ v1::Job JobManager::set_state(const std::string& id, v1::JobState state, const s
     if (also) also(j);
   }, &event);
   refresh_state_metrics();
+  if (metrics_ != nullptr && is_finished(job.state())) metrics_->record_job_finished(state_name(job.state()));
   return job;
 }
 

@@ -22,46 +22,51 @@ JobMetrics::JobMetrics(MetricsRegistry& r)
       eval_progress_(r.gauge("refinery_job_eval_progress", "Share of the running evaluation's items (images + texts) embedded", {"job_id"})),
       eval_items_per_second_(r.gauge("refinery_job_eval_items_per_second", "The running evaluation's throughput (images + texts per second)", {"job_id"})),
       eval_tasks_total_(r.counter("refinery_eval_tasks_total", "Evaluation tasks finished, by kind (zeroshot, retrieval)", {"kind"})),
-      eval_images_total_(r.counter("refinery_eval_images_total", "Images evaluated by finished evaluation tasks")) {}
+      eval_images_total_(r.counter("refinery_eval_images_total", "Images evaluated by finished evaluation tasks")),
+      finished_total_(r.counter("refinery_jobs_finished_total", "Jobs that ended, by final state", {"state"})) {
+  for (const char* state : {"SUCCEEDED", "FAILED", "CANCELLED"}) finished_total_.with({state});  // 0 from the start
+}
+
+void JobMetrics::record_job_finished(const std::string& state) { finished_total_.with({state}).Increment(); }
 
 void JobMetrics::set_jobs_by_state(const std::map<std::string, int>& counts) {
-  for (const auto& [state, n] : counts) jobs_.with({state}).set(n);
+  for (const auto& [state, n] : counts) jobs_.with({state}).Set(n);
 }
 
 void JobMetrics::record_step(const std::string& job, const StepReport& s) {
-  step_.with({job}).set(static_cast<double>(s.step));
-  total_steps_.with({job}).set(static_cast<double>(s.total_steps));
+  step_.with({job}).Set(static_cast<double>(s.step));
+  total_steps_.with({job}).Set(static_cast<double>(s.total_steps));
   const std::pair<const char*, double> terms[] = {{"total", s.loss},
                                                   {"rafa", s.loss_rafa},
                                                   {"hycd", s.loss_hycd},
                                                   {"contrastive", s.loss_contrastive},
                                                   {"align", s.loss_align}};
   for (const auto& [term, v] : terms) {
-    if (std::isfinite(v)) loss_.with({job, term}).set(v);
+    if (std::isfinite(v)) loss_.with({job, term}).Set(v);
   }
-  lr_.with({job}).set(s.lr);
-  samples_per_second_.with({job}).set(s.samples_per_second);
-  data_seconds_.with({job}).set(s.data_seconds);
-  steps_total_.with().inc();
-  samples_total_.with().inc(static_cast<double>(s.batch_rows));
+  lr_.with({job}).Set(s.lr);
+  samples_per_second_.with({job}).Set(s.samples_per_second);
+  data_seconds_.with({job}).Set(s.data_seconds);
+  steps_total_.with().Increment();
+  samples_total_.with().Increment(static_cast<double>(s.batch_rows));
 }
 
 void JobMetrics::record_eval(const std::string& job, const std::map<std::string, double>& metrics) {
   for (const auto& [name, v] : metrics) {
-    if (std::isfinite(v)) eval_.with({job, name}).set(v);
+    if (std::isfinite(v)) eval_.with({job, name}).Set(v);
   }
 }
 
-void JobMetrics::record_images_skipped(int64_t n) { images_skipped_.with().inc(static_cast<double>(n)); }
+void JobMetrics::record_images_skipped(int64_t n) { images_skipped_.with().Increment(static_cast<double>(n)); }
 
 void JobMetrics::record_eval_progress(const std::string& job, int64_t done, int64_t total, double items_per_second) {
-  eval_progress_.with({job}).set(total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 0.0);
-  eval_items_per_second_.with({job}).set(items_per_second);
+  eval_progress_.with({job}).Set(total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 0.0);
+  eval_items_per_second_.with({job}).Set(items_per_second);
 }
 
 void JobMetrics::record_eval_task(const std::string& kind, int64_t images) {
-  eval_tasks_total_.with({kind}).inc();
-  eval_images_total_.with().inc(static_cast<double>(images));
+  eval_tasks_total_.with({kind}).Increment();
+  eval_images_total_.with().Increment(static_cast<double>(images));
 }
 
 void JobMetrics::job_ended(const std::string& job) {

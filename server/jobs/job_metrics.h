@@ -1,4 +1,4 @@
-// Prometheus metrics of jobs: jobs by state; for a running refine job its
+// Prometheus metrics of jobs: jobs by state and jobs finished by state; for a running refine job its
 // step, losses, learning rate, throughput and data-loading time; for a
 // running evaluation its progress and throughput. The
 // per-job label is `job_id`: `job` is the one Prometheus gives the target.
@@ -16,6 +16,7 @@ class JobMetrics {
  public:
   explicit JobMetrics(MetricsRegistry& registry);
   void set_jobs_by_state(const std::map<std::string, int>& counts);  // every state, 0s included
+  void record_job_finished(const std::string& state);               // SUCCEEDED, FAILED or CANCELLED
   void record_step(const std::string& job_id, const StepReport& step);
   void record_eval(const std::string& job_id, const std::map<std::string, double>& metrics);
   void record_images_skipped(int64_t n);
@@ -41,6 +42,7 @@ class JobMetrics {
   GaugeFamily& eval_items_per_second_;
   CounterFamily& eval_tasks_total_;
   CounterFamily& eval_images_total_;
+  CounterFamily& finished_total_;
 };
 
 }  // namespace refinery

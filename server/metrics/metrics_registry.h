@@ -1,15 +1,28 @@
-// Refinery's own Prometheus metrics registry (prometheus-cpp is not packaged
-// for us). Families of counters, gauges and histograms with fixed label names,
-// serialised in the Prometheus text exposition format, version 0.0.4.
+// Refinery's Prometheus metrics, on prometheus-cpp: its registry holds the
+// families and their series and its TextSerializer writes the exposition
+// format (0.0.4). This file adds what refineryd needs on top:
 //
-// Hot path: look a child up once with `family.with({...})`, keep the reference
-// (it stays valid for the registry's lifetime), then update it with lock-free
-// atomics. Values only known at scrape time (queue depths, loaded models) are
-// filled by collectors that run right before each serialisation.
+// - families declared with their label names, and children looked up by
+//   label values in that order: `family.with({"EmbedText", "OK"})`;
+// - one registration policy with errors that name the metric: invalid or
+//   reserved names, the same name registered again with another type,
+//   labels, help or buckets, or a name whose series another family exposes;
+// - collectors that run right before each scrape, for values read at scrape
+//   time (queue depths, loaded models);
+// - label values made valid UTF-8 (U+FFFD for invalid bytes), and the
+//   output sorted by family and series, so a scrape is stable.
+//
+// Hot path: look a child up once, keep the reference (valid until remove()
+// of the same values or the registry's end), update it with prometheus-cpp's
+// atomics: Increment, Set, Observe.
 #pragma once
 
-#include <atomic>
-#include <cstddef>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -20,114 +33,41 @@
 
 namespace refinery {
 
-enum class MetricType { kCounter, kGauge, kHistogram };
+using Counter = prometheus::Counter;
+using Gauge = prometheus::Gauge;
+using Histogram = prometheus::Histogram;
 
+enum class MetricType { kCounter, kGauge, kHistogram };
 const char* metric_type_name(MetricType type);  // "counter", "gauge", "histogram"
 
-// Monotonic count. Prometheus treats a decrease as a process restart, so a
-// counter only moves up.
-class Counter {
- public:
-  // Negative or NaN increments are ignored: they would break rate() and the
-  // hot path must not throw.
-  void inc(double v = 1.0);
-  // For a counter that mirrors a monotonic source read at scrape time (CPU
-  // seconds, a library's own statistics); call it from a collector.
-  void set_total(double total);
-  double value() const { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<double> value_{0.0};
-};
-
-// A value that goes up and down.
-class Gauge {
- public:
-  void set(double v) { value_.store(v, std::memory_order_relaxed); }
-  void inc(double v = 1.0);
-  void dec(double v = 1.0) { inc(-v); }
-  double value() const { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<double> value_{0.0};
-};
-
-// Observations counted in fixed buckets. Upper bounds are inclusive ("le");
-// the +Inf bucket is implicit.
-class Histogram {
- public:
-  explicit Histogram(std::vector<double> upper_bounds);
-
-  void observe(double v);
-
-  // A consistent-enough copy for serialisation and tests: cumulative bucket
-  // counts (one per upper bound, then +Inf), their total and the sum.
-  struct Snapshot {
-    std::vector<std::uint64_t> cumulative_counts;
-    std::uint64_t count = 0;
-    double sum = 0.0;
-  };
-  Snapshot snapshot() const;
-  const std::vector<double>& upper_bounds() const { return upper_bounds_; }
-
- private:
-  std::vector<double> upper_bounds_;
-  // Per-bucket (not cumulative) counts, upper_bounds_.size() + 1 of them; the
-  // count is derived from them so _count always equals the +Inf bucket.
-  std::unique_ptr<std::atomic<std::uint64_t>[]> bucket_counts_;
-  std::atomic<double> sum_{0.0};
-};
-
-// What every family shares: its name, help, type and label names, and how it
-// writes itself out. Users hold the typed `Family<T>` below.
-class MetricFamily {
- public:
-  virtual ~MetricFamily() = default;
-  MetricFamily(const MetricFamily&) = delete;
-  MetricFamily& operator=(const MetricFamily&) = delete;
-
-  const std::string& name() const { return name_; }
-  const std::string& help() const { return help_; }
-  MetricType type() const { return type_; }
-  const std::vector<std::string>& label_names() const { return label_names_; }
-
-  // Appends this family's HELP, TYPE and sample lines; nothing for a labelled
-  // family that has no children yet.
-  virtual void write(std::string& out) const = 0;
-
- protected:
-  MetricFamily(std::string name, std::string help, MetricType type, std::vector<std::string> label_names);
-
-  std::string name_;
-  std::string help_;
-  MetricType type_;
-  std::vector<std::string> label_names_;
-};
+// A counter that mirrors a monotonic total read at scrape time (CPU seconds,
+// a library's own statistics): moves it up to `total`; never down.
+void set_counter_total(Counter& counter, double total);
 
 template <typename Metric>
-class Family final : public MetricFamily {
+class Family {
  public:
-  // The child for these label values (one per label name, in order), created
-  // on first use. The reference stays valid until remove() of the same values
-  // or the registry's destruction. Throws invalid_argument on a wrong count.
+  // The child for these label values (one per label name, in order),
+  // created on first use. Throws invalid_argument on a wrong count.
   Metric& with(const std::vector<std::string>& label_values = {});
-
-  // Drops a child, e.g. a per-index gauge after the index is deleted. Only for
-  // children nobody caches: a held reference to it dangles afterwards.
+  // Drops a child, e.g. a per-index gauge after the index is deleted. Only
+  // for children nobody caches: a held reference dangles afterwards.
   void remove(const std::vector<std::string>& label_values);
 
-  void write(std::string& out) const override;
+  const std::string& name() const { return name_; }
+  const std::vector<std::string>& label_names() const { return label_names_; }
 
-  // Only the registry creates families; public for std::make_unique.
-  Family(std::string name, std::string help, MetricType type, std::vector<std::string> label_names,
+  // Only the registry makes families.
+  Family(prometheus::Family<Metric>& family, std::string name, std::vector<std::string> label_names,
          std::vector<double> upper_bounds);
 
-  const std::vector<double>& upper_bounds() const { return upper_bounds_; }  // histograms only
-
  private:
-  std::vector<double> upper_bounds_;
-  mutable std::mutex mutex_;  // guards the map, never the values
-  std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_;
+  prometheus::Labels labels(const std::vector<std::string>& values) const;
+
+  prometheus::Family<Metric>& family_;
+  std::string name_;
+  std::vector<std::string> label_names_;
+  std::vector<double> upper_bounds_;  // histograms only
 };
 
 using CounterFamily = Family<Counter>;
@@ -139,7 +79,8 @@ class MetricsRegistry {
   // What serialize() produces, for the HTTP Content-Type header.
   static constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-  MetricsRegistry() = default;
+  MetricsRegistry();
+  ~MetricsRegistry();
   MetricsRegistry(const MetricsRegistry&) = delete;
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
@@ -147,8 +88,9 @@ class MetricsRegistry {
   // label names (and buckets) are the same. Throws invalid_argument on an
   // invalid metric or label name, a reserved label ("__*", "le" on
   // histograms), a duplicate label, or a clash with another family's
-  // definition or exposed series names (e.g. "x_count" next to histogram "x").
-  // A family without labels gets its single child at once, so it shows 0.
+  // definition or exposed series names (e.g. "x_count" next to histogram
+  // "x"). A family without labels gets its single child at once, so it
+  // shows 0.
   CounterFamily& counter(const std::string& name, const std::string& help,
                          const std::vector<std::string>& label_names = {});
   GaugeFamily& gauge(const std::string& name, const std::string& help,
@@ -160,24 +102,32 @@ class MetricsRegistry {
 
   using CollectorId = std::uint64_t;
   // Runs `collector` before every serialisation so it can set gauges (or
-  // counters via set_total) from state read at scrape time. Collectors never
-  // run concurrently with each other. They must not call serialize(),
-  // add_collector() or remove_collector().
+  // counters via set_counter_total) from state read at scrape time.
+  // Collectors never run concurrently with each other. They must not call
+  // serialize(), add_collector() or remove_collector().
   CollectorId add_collector(std::function<void()> collector);
   // Once this returns the collector is not running and never runs again, so
   // the objects it captured may be destroyed.
   void remove_collector(CollectorId id);
 
-  // Runs the collectors, then writes every family sorted by name, children
+  // Runs the collectors, then writes every family sorted by name, series
   // sorted by label values. An exception from a collector propagates.
   std::string serialize() const;
 
  private:
-  MetricFamily& register_family(const std::string& name, const std::string& help, MetricType type,
-                                const std::vector<std::string>& label_names, std::vector<double> upper_bounds);
+  struct Entry {
+    MetricType type;
+    std::string help;
+    std::vector<std::string> label_names;
+    std::vector<double> upper_bounds;
+    std::shared_ptr<void> family;  // the Family<T> of `type`
+  };
+  Entry& register_family(const std::string& name, const std::string& help, MetricType type,
+                         const std::vector<std::string>& label_names, std::vector<double> upper_bounds);
 
+  prometheus::Registry registry_;
   mutable std::mutex families_mutex_;
-  std::map<std::string, std::unique_ptr<MetricFamily>> families_;
+  std::map<std::string, Entry> families_;
 
   // Serialises scrapes so collectors never overlap, and makes
   // remove_collector() wait for a running scrape.
@@ -194,10 +144,8 @@ std::vector<double> latency_buckets_seconds();
 // 1, 2, 4, ..., 512.
 std::vector<double> size_buckets();
 
-// Prometheus spellings, exposed for tests: shortest round-trip decimal,
-// integers without exponent or fraction, "+Inf", "-Inf", "NaN".
-std::string format_metric_value(double v);
-// Escapes backslash, double quote and newline.
-std::string escape_label_value(const std::string& value);
+// A label value as it is exposed: valid UTF-8, each invalid byte replaced by
+// U+FFFD (exposed for tests).
+std::string valid_utf8(const std::string& value);
 
 }  // namespace refinery

@@ -95,7 +95,7 @@ void register_process_metrics(MetricsRegistry& registry) {
   double boot_time = 0, start_ticks = 0;
   if (ticks_per_second > 0 && read_boot_time(boot_time) &&
       parse_double(read_proc_stat_fields("/proc/self/stat"), kStartTime, start_ticks)) {
-    start.set(boot_time + start_ticks / ticks_per_second);
+    start.Set(boot_time + start_ticks / ticks_per_second);
   }
   const double page_size = static_cast<double>(sysconf(_SC_PAGESIZE));
 
@@ -105,18 +105,18 @@ void register_process_metrics(MetricsRegistry& registry) {
     // getrusage has microsecond resolution; /proc/self/stat only clock ticks.
     rusage usage{};
     if (getrusage(RUSAGE_SELF, &usage) == 0) {
-      cpu.set_total(static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+      set_counter_total(cpu, static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                     static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6);
     }
     const std::vector<std::string> fields = read_proc_stat_fields("/proc/self/stat");
     double value = 0;
-    if (parse_double(fields, kRss, value)) rss.set(value * page_size);
-    if (parse_double(fields, kVsize, value)) vsize.set(value);
-    if (parse_double(fields, kNumThreads, value)) threads.set(value);
-    if (count_open_fds(value)) open_fds.set(value);
+    if (parse_double(fields, kRss, value)) rss.Set(value * page_size);
+    if (parse_double(fields, kVsize, value)) vsize.Set(value);
+    if (parse_double(fields, kNumThreads, value)) threads.Set(value);
+    if (count_open_fds(value)) open_fds.Set(value);
     rlimit limit{};
     if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-      max_fds.set(limit.rlim_cur == RLIM_INFINITY ? INFINITY : static_cast<double>(limit.rlim_cur));
+      max_fds.Set(limit.rlim_cur == RLIM_INFINITY ? INFINITY : static_cast<double>(limit.rlim_cur));
     }
   });
 }

@@ -9,8 +9,8 @@ RpcMetrics::RpcMetrics(MetricsRegistry& registry)
                                        latency_buckets_seconds(), {"method"})) {}
 
 void RpcMetrics::record_call(const std::string& method, const std::string& code, double seconds) {
-  calls_.with({method, code}).inc();
-  call_seconds_.with({method}).observe(seconds);
+  calls_.with({method, code}).Increment();
+  call_seconds_.with({method}).Observe(seconds);
 }
 
 }  // namespace refinery

@@ -239,9 +239,9 @@ ok "$(grep PASS "$WORK/scrape.txt")"
 echo "== refused calls on /metrics, by method and code"
 curl -sf --cacert "$PKI/test-ca.pem" --cert "$PKI/client.pem" --key "$PKI/client.key" "$MURL" > "$WORK/metrics.txt" ||
   fail "no /metrics"
-grep -q 'refinery_grpc_calls_total{method="ListModels",code="UNAUTHENTICATED"} [1-9]' "$WORK/metrics.txt" ||
+grep -q 'refinery_grpc_calls_total{code="UNAUTHENTICATED",method="ListModels"} [1-9]' "$WORK/metrics.txt" ||
   fail "UNAUTHENTICATED calls not counted: $(grep calls_total "$WORK/metrics.txt")"
-grep -q 'refinery_grpc_calls_total{method="DeleteModel",code="PERMISSION_DENIED"} [1-9]' "$WORK/metrics.txt" ||
+grep -q 'refinery_grpc_calls_total{code="PERMISSION_DENIED",method="DeleteModel"} [1-9]' "$WORK/metrics.txt" ||
   fail "PERMISSION_DENIED calls not counted"
 ok "$(grep -c 'code="UNAUTHENTICATED"\|code="PERMISSION_DENIED"' "$WORK/metrics.txt") refused-call series"
 

@@ -303,8 +303,8 @@ TEST(EmbeddingService, CallsAreCountedInTheMetrics) {
   grpc::ClientContext ctx2;
   stub->EmbedText(&ctx2, bad, &resp);
   const std::string text = server.metrics().serialize();
-  EXPECT_NE(text.find(R"(refinery_grpc_calls_total{method="EmbedText",code="OK"} 1)"), std::string::npos) << text;
-  EXPECT_NE(text.find(R"(refinery_grpc_calls_total{method="EmbedText",code="INVALID_ARGUMENT"} 1)"), std::string::npos);
+  EXPECT_NE(text.find(R"(refinery_grpc_calls_total{code="OK",method="EmbedText"} 1)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(refinery_grpc_calls_total{code="INVALID_ARGUMENT",method="EmbedText"} 1)"), std::string::npos);
   EXPECT_NE(text.find(R"(refinery_batch_size_count{modality="text"} 1)"), std::string::npos);
 }
 

@@ -30,42 +30,42 @@ void fill(refinery::MetricsRegistry& registry) {
   using namespace refinery;
   auto& requests = registry.counter("refinery_dump_requests_total", "Requests handled, by RPC and status code.",
                                     {"method", "code"});
-  requests.with({"EmbedText", "OK"}).inc(1234567);
-  requests.with({"EmbedImage", "INVALID_ARGUMENT"}).inc(3);
+  requests.with({"EmbedText", "OK"}).Increment(1234567);
+  requests.with({"EmbedImage", "INVALID_ARGUMENT"}).Increment(3);
   requests.with({"Classify", "OK"});  // a child that exists but is still 0
 
   auto& tricky = registry.gauge("refinery_dump_label_escaping",
                                 "Label values that need escaping: \\ and \"quotes\"\nsecond line.", {"value"});
-  tricky.with({"double \"quoted\""}).set(1);
-  tricky.with({"back\\slash"}).set(2);
-  tricky.with({"new\nline"}).set(3);
-  tricky.with({"all \\\"\n at once \\n"}).set(4);
-  tricky.with({"unicode caf\xC3\xA9 \xE6\xA8\xA1\xE5\x9E\x8B"}).set(5);
-  tricky.with({"invalid utf-8 \xFF"}).set(6);
-  tricky.with({""}).set(7);
+  tricky.with({"double \"quoted\""}).Set(1);
+  tricky.with({"back\\slash"}).Set(2);
+  tricky.with({"new\nline"}).Set(3);
+  tricky.with({"all \\\"\n at once \\n"}).Set(4);
+  tricky.with({"unicode caf\xC3\xA9 \xE6\xA8\xA1\xE5\x9E\x8B"}).Set(5);
+  tricky.with({"invalid utf-8 \xFF"}).Set(6);
+  tricky.with({""}).Set(7);
 
   auto& special = registry.gauge("refinery_dump_special_values", "Floats Prometheus spells specially.", {"kind"});
-  special.with({"nan"}).set(std::numeric_limits<double>::quiet_NaN());
-  special.with({"pos_inf"}).set(std::numeric_limits<double>::infinity());
-  special.with({"neg_inf"}).set(-std::numeric_limits<double>::infinity());
-  special.with({"tiny"}).set(1e-9);
-  special.with({"huge"}).set(1.5e300);
-  special.with({"negative"}).set(-2.5);
-  special.with({"big_integer"}).set(4503599627370496.0);
+  special.with({"nan"}).Set(std::numeric_limits<double>::quiet_NaN());
+  special.with({"pos_inf"}).Set(std::numeric_limits<double>::infinity());
+  special.with({"neg_inf"}).Set(-std::numeric_limits<double>::infinity());
+  special.with({"tiny"}).Set(1e-9);
+  special.with({"huge"}).Set(1.5e300);
+  special.with({"negative"}).Set(-2.5);
+  special.with({"big_integer"}).Set(4503599627370496.0);
 
-  registry.gauge("refinery_dump_models_loaded", "Models currently loaded.").with().set(2);
+  registry.gauge("refinery_dump_models_loaded", "Models currently loaded.").with().Set(2);
 
   auto& latency = registry.histogram("refinery_dump_request_duration_seconds", "Request latency in seconds.",
                                      latency_buckets_seconds(), {"method"});
-  for (double v : {0.0004, 0.0005, 0.003, 0.02, 0.02, 0.7, 12.0, 45.0}) latency.with({"EmbedText"}).observe(v);
-  latency.with({"Classify"}).observe(0.1);
+  for (double v : {0.0004, 0.0005, 0.003, 0.02, 0.02, 0.7, 12.0, 45.0}) latency.with({"EmbedText"}).Observe(v);
+  latency.with({"Classify"}).Observe(0.1);
 
   auto& batch = registry.histogram("refinery_dump_batch_size", "Items per inference batch.", size_buckets());
-  for (double v : {1, 1, 3, 8, 32, 700}) batch.with().observe(v);
+  for (double v : {1, 1, 3, 8, 32, 700}) batch.with().Observe(v);
 
   // Values filled at scrape time, as refineryd does for queue depths.
   auto& scrapes = registry.counter("refinery_dump_scrapes_total", "Times this registry was serialised.").with();
-  registry.add_collector([&scrapes] { scrapes.inc(); });
+  registry.add_collector([&scrapes] { scrapes.Increment(); });
 
   register_process_metrics(registry);
   // Refine-job metrics as refineryd exposes them while a job runs.

@@ -104,8 +104,8 @@ HttpResponse http_get(int port, const std::string& path, const std::string& meth
 class MetricsHttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registry_.counter("refinery_requests_total", "Requests handled.", {"method"}).with({"EmbedText"}).inc(3);
-    registry_.gauge("refinery_queue_depth", "Requests waiting.").with().set(2);
+    registry_.counter("refinery_requests_total", "Requests handled.", {"method"}).with({"EmbedText"}).Increment(3);
+    registry_.gauge("refinery_queue_depth", "Requests waiting.").with().Set(2);
   }
   MetricsRegistry registry_;
 };
@@ -129,9 +129,9 @@ TEST_F(MetricsHttpServerTest, ServesMetricsOnAFreePort) {
 TEST_F(MetricsHttpServerTest, EveryScrapeSeesFreshValues) {
   auto& depth = registry_.gauge("refinery_queue_depth", "Requests waiting.").with();
   MetricsHttpServer server(registry_, "127.0.0.1:0");
-  depth.set(11);
+  depth.Set(11);
   EXPECT_NE(http_get(server.port(), "/metrics").body.find("refinery_queue_depth 11\n"), std::string::npos);
-  depth.set(12);
+  depth.Set(12);
   EXPECT_NE(http_get(server.port(), "/metrics").body.find("refinery_queue_depth 12\n"), std::string::npos);
 }
 
@@ -253,7 +253,7 @@ TEST_F(MetricsHttpServerTest, PortIsFreeAgainAfterDestruction) {
 
 TEST_F(MetricsHttpServerTest, TwoServersCoexist) {
   MetricsRegistry other;
-  other.gauge("other_gauge", "Another registry.").with().set(1);
+  other.gauge("other_gauge", "Another registry.").with().Set(1);
   MetricsHttpServer a(registry_, "127.0.0.1:0");
   MetricsHttpServer b(other, "127.0.0.1:0");
   EXPECT_NE(a.port(), b.port());

@@ -72,12 +72,12 @@ TEST(AccessControl, AServerWithTokensAnswersEachCallerByRole) {
   EXPECT_TRUE(delete_model(server, kAdmin, "tiny").ok());
 
   const std::string metrics = server.metrics().serialize();
-  EXPECT_NE(metrics.find("refinery_grpc_calls_total{method=\"ListModels\",code=\"UNAUTHENTICATED\"} 2"),
+  EXPECT_NE(metrics.find("refinery_grpc_calls_total{code=\"UNAUTHENTICATED\",method=\"ListModels\"} 2"),
             std::string::npos)
       << metrics;
-  EXPECT_NE(metrics.find("refinery_grpc_calls_total{method=\"DeleteModel\",code=\"PERMISSION_DENIED\"} 2"),
+  EXPECT_NE(metrics.find("refinery_grpc_calls_total{code=\"PERMISSION_DENIED\",method=\"DeleteModel\"} 2"),
             std::string::npos);
-  EXPECT_NE(metrics.find("refinery_grpc_calls_total{method=\"DeleteModel\",code=\"OK\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("refinery_grpc_calls_total{code=\"OK\",method=\"DeleteModel\"} 1"), std::string::npos);
 }
 
 TEST(AccessControl, AServerWithoutTokensLetsEveryCallerIn) {
