@@ -19,6 +19,7 @@ PACKAGES=(
   chromium                # headless browser for the HTML tests (refinery-model compare)
   clang libclang-rt-14-dev   # libFuzzer with ASan + UBSan (fuzz/, scripts/fuzz.sh)
   openssl curl            # certificates and scrapes in the e2e tests
+  python3-grpcio python3-protobuf python3-numpy   # the Python client's tests (clients/python)
 )
 
 missing=()
