@@ -179,6 +179,10 @@ HttpListener::HttpListener(const std::string& listen, const HttpListenerOptions&
   s.set_write_timeout(options.write_timeout_s, 0);
   s.set_keep_alive_max_count(static_cast<size_t>(options.keep_alive_requests));
   s.set_payload_max_length(options.max_body_bytes);
+  // cpp-httplib writes a response's headers and body separately: with
+  // Nagle's algorithm on, a keep-alive client's next request waited for a
+  // delayed ACK (measured: 100 ms per call at concurrency 1).
+  s.set_tcp_nodelay(true);
   routes(s);
 
   if (address.port == 0) {
