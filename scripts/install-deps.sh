@@ -26,9 +26,28 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#missing[@]})); then
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PACKAGES[@]} packages are installed"
+  exit 0
 fi
+# One line per step; apt's own output goes to a log, shown only on failure.
+SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+LOG=$(mktemp "${TMPDIR:-/tmp}/refinery-install-deps.XXXXXX.log")
+step() {
+  local what=$1; shift
+  local start=$SECONDS
+  printf 'install-deps: %s ... ' "$what"
+  if "$@" >> "$LOG" 2>&1; then
+    echo "done ($((SECONDS - start)) s)"
+  else
+    echo "FAILED"
+    echo "install-deps: the last lines of $LOG:" >&2
+    tail -n 20 "$LOG" >&2
+    exit 1
+  fi
+}
+echo "install-deps: ${#missing[@]} of ${#PACKAGES[@]} packages missing: ${missing[*]}"
+step "updating the package lists" $SUDO apt-get update -q
+step "installing ${#missing[@]} package(s)" $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+rm -f "$LOG"

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <vector>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -60,6 +61,10 @@ struct HeaderInfo {
   int64_t height = -1;
   bool mode_known = false;
   PilMode mode = PilMode::kRGB;  // the mode PIL would give the file, when mode_known
+  // PNG: where its iCCP chunk (an embedded colour profile) lies, whole; 0
+  // bytes when it has none.
+  size_t png_iccp_pos = 0;
+  size_t png_iccp_bytes = 0;
 };
 
 class Bytes {
@@ -115,6 +120,10 @@ void sniff_png(const Bytes& b, const std::string& name, HeaderInfo& info) {
       first = false;
     }
     if (std::memcmp(type, "IEND", 4) == 0) return;
+    if (std::memcmp(type, "iCCP", 4) == 0 && info.png_iccp_bytes == 0) {
+      info.png_iccp_pos = pos;
+      info.png_iccp_bytes = size_t(12) + len;
+    }
     pos += size_t(12) + len;
   }
 }
@@ -414,6 +423,19 @@ DecodedImage decode_image(const uint8_t* data, size_t size, const std::string& n
   const HeaderInfo info = sniff(bytes, name);
   if (info.width >= 0 && info.height >= 0) check_size(info.width, info.height, name);
 
+  // A PNG's colour profile is dropped before decoding. Neither OpenCV nor
+  // Pillow (the reference) applies it to the pixels, and libpng prints a
+  // warning to stderr for every image with a profile it knows to be wrong
+  // ("iCCP: known incorrect sRGB profile": common in the wild, and noise in
+  // users' terminals and logs).
+  std::vector<uint8_t> without_profile;
+  if (info.format == Format::kPng && info.png_iccp_bytes > 0) {
+    without_profile.reserve(size - info.png_iccp_bytes);
+    without_profile.insert(without_profile.end(), data, data + info.png_iccp_pos);
+    without_profile.insert(without_profile.end(), data + info.png_iccp_pos + info.png_iccp_bytes, data + size);
+    data = without_profile.data();
+    size = without_profile.size();
+  }
   cv::Mat m;
   try {
     const cv::Mat buf(1, static_cast<int>(size), CV_8UC1, const_cast<uint8_t*>(data));

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 
 namespace refinery {
 namespace {
@@ -71,16 +72,19 @@ ordered_json proto_to_json(const Message& message) {
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
     if (f->is_map()) {
-      // Map entries are messages {key, value}; print them as one object.
-      ordered_json map = ordered_json::object();
+      // Map entries are messages {key, value}; print them as one object,
+      // keys sorted (protobuf's map order is arbitrary and changes).
+      std::map<std::string, ordered_json> sorted;
       for (int j = 0; j < r->FieldSize(message, f); ++j) {
         const Message& entry = r->GetRepeatedMessage(message, f, j);
         const auto* er = entry.GetReflection();
         const auto* key = f->message_type()->map_key();
         const auto* value = f->message_type()->map_value();
         const ordered_json k = scalar(entry, er, key);
-        map[k.is_string() ? k.get<std::string>() : k.dump()] = scalar(entry, er, value);
+        sorted[k.is_string() ? k.get<std::string>() : k.dump()] = scalar(entry, er, value);
       }
+      ordered_json map = ordered_json::object();
+      for (auto& [k, v] : sorted) map[k] = std::move(v);
       out[f->name()] = std::move(map);
     } else if (f->is_repeated()) {
       ordered_json list = ordered_json::array();

@@ -1,5 +1,5 @@
 // Protobuf messages as JSON, for the client's --json output and the HTTP API. Keys are the proto field
-// names (snake_case) in .proto order, every field is present (defaults
+// names (snake_case) in .proto order (map keys sorted), every field is present (defaults
 // included), enums are their names. Unlike protobuf's own JSON printer,
 // 64-bit integers stay numbers (proto3's JSON mapping quotes them), so
 // `jq '.size > 3'` works, and floats print in their shortest form (0.1, not

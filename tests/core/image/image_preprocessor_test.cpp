@@ -153,6 +153,23 @@ TEST(ImageDecoderTest, ExifOrientationIsNotApplied) {
   EXPECT_EQ(img.height, facts.height);
 }
 
+// A colour profile (iCCP) is not applied, by Pillow or by us, and libpng's
+// warnings about broken ones ("known incorrect sRGB profile") must not reach
+// the user's terminal: the chunk is dropped before decoding, which leaves the
+// pixels as they were (MatchesReferencePixels checks them against Pillow's).
+TEST(ImageDecoderTest, ColourProfilesAreIgnoredWithoutWarnings) {
+  for (const char* file : {"astronaut.png", "chelsea.png"}) {
+    const std::vector<uint8_t> bytes = read_bytes(kImageDir + "/" + file);
+    ASSERT_NE(std::search(bytes.begin(), bytes.end(), std::begin("iCCP"), std::end("iCCP") - 1), bytes.end())
+        << file << " should carry a colour profile";
+    ::testing::internal::CaptureStderr();
+    const DecodedImage img = decode_image(bytes.data(), bytes.size(), file);
+    const std::string printed = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(printed, "") << file;
+    EXPECT_GT(img.width, 0);
+  }
+}
+
 // ------------------------------------------------------------------ alpha
 
 TEST(ImagePreprocessorTest, TransparentPixelsComeOutBlack) {

@@ -353,6 +353,22 @@ TEST(HttpApi, JobEventsStreamAsServerSentEventsAndResumeFromLastEventId) {
   ASSERT_EQ(later.size(), events.size() - 2);
   EXPECT_EQ(later.front().id, events[2].id);
 
+  // The refined model's lineage metrics (a protobuf map) print with their
+  // keys sorted, whatever order protobuf keeps them in.
+  auto models = s.get("/v1/models");
+  ASSERT_EQ(models->status, 200);
+  bool seen_lineage = false;
+  const json listed = json::parse(models->body);
+  for (const auto& m : listed["data"]) {
+    if (!m.contains("lineage")) continue;
+    std::vector<std::string> keys;
+    for (auto it = m["lineage"]["metrics"].begin(); it != m["lineage"]["metrics"].end(); ++it) keys.push_back(it.key());
+    ASSERT_GE(keys.size(), 3u) << m.dump();
+    EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end())) << m["lineage"]["metrics"].dump();
+    seen_lineage = true;
+  }
+  EXPECT_TRUE(seen_lineage) << models->body;
+
   auto missing = s.get("/v1/jobs/no-such-job/events");
   ASSERT_EQ(missing->status, 404) << missing->body;
   EXPECT_EQ(error_of(missing)["code"], "NOT_FOUND");
