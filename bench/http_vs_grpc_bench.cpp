@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "refinery/v1/embedding.grpc.pb.h"
+#include "server/http_api/base64.h"
 
 namespace {
 
@@ -38,25 +39,6 @@ double percentile(std::vector<double>& v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
-}
-
-std::string base64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], t[n & 63]};
-  }
-  if (i + 1 == in.size()) {
-    const unsigned n = static_cast<unsigned char>(in[i]) << 16;
-    out += {t[n >> 18], t[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += {t[n >> 18], t[(n >> 12) & 63], t[(n >> 6) & 63], '='};
-  }
-  return out;
 }
 
 template <typename Call>
@@ -134,7 +116,7 @@ int main(int argc, char** argv) {
   image_request.set_model(model);
   text_request.set_normalize(true);
   image_request.set_normalize(true);
-  const std::string data_url = "data:image/png;base64," + base64(image_bytes);
+  const std::string data_url = "data:image/png;base64," + refinery::base64_encode(image_bytes);
   for (int i = 0; i < items; ++i) {
     if (modality == "text") {
       const std::string text = "a photo of a cat, number " + std::to_string(i);

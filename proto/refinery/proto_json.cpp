@@ -14,16 +14,6 @@ using google::protobuf::Message;
 using google::protobuf::Reflection;
 using nlohmann::ordered_json;
 
-// The double nearest to the shortest decimal that reads back as `v`.
-double shortest_float(float v) {
-  char buf[32];
-  for (int precision = 6; precision <= 9; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, static_cast<double>(v));
-    if (std::strtof(buf, nullptr) == v) break;
-  }
-  return std::strtod(buf, nullptr);
-}
-
 ordered_json scalar(const Message& m, const Reflection* r, const FieldDescriptor* f) {
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32: return r->GetInt32(m, f);
@@ -64,6 +54,15 @@ ordered_json repeated_element(const Message& m, const Reflection* r, const Field
 }
 
 }  // namespace
+
+double shortest_float(float v) {
+  char buf[32];
+  for (int precision = 6; precision <= 9; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, static_cast<double>(v));
+    if (std::strtof(buf, nullptr) == v) break;
+  }
+  return std::strtod(buf, nullptr);
+}
 
 ordered_json proto_to_json(const Message& message) {
   const auto* d = message.GetDescriptor();

@@ -14,4 +14,8 @@ namespace refinery {
 
 nlohmann::ordered_json proto_to_json(const google::protobuf::Message& message);
 
+// The double nearest to the shortest decimal that reads back as `v` (0.1,
+// not 0.10000000149011612): how a float32 prints in JSON.
+double shortest_float(float v);
+
 }  // namespace refinery

@@ -1,17 +1,17 @@
 #include "server/http_api/openai_embeddings.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "refinery/proto_json.h"
 #include "server/http_api/base64.h"
 
 namespace refinery {
 namespace {
 
 using nlohmann::json;
+using nlohmann::ordered_json;
 
 // "data:image/png;base64,AAAA" -> the bytes.
 std::string image_from_data_url(const json& value, const std::string& what) {
@@ -63,16 +63,6 @@ EmbeddingsInput parse_item(const json& item, size_t i) {
     throw invalid_argument(name + ".type: \"" + t + "\" is neither \"text\" nor \"image\"");
   }
   return in;
-}
-
-// The float's shortest decimal that reads back as the same float.
-double shortest(float v) {
-  char buf[32];
-  for (int precision = 6; precision <= 9; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, static_cast<double>(v));
-    if (std::strtof(buf, nullptr) == v) break;
-  }
-  return std::strtod(buf, nullptr);
 }
 
 }  // namespace
@@ -135,10 +125,11 @@ std::string embeddings_response(const EmbeddingsRequest& request, const std::str
     throw internal_error("embeddings_response: " + std::to_string(rows.size()) + " floats for " + std::to_string(n) +
                          " inputs of " + std::to_string(dim));
   }
-  json data = json::array();
+  // ordered_json: the keys in OpenAI's order (object, data, model, usage).
+  ordered_json data = ordered_json::array();
   for (size_t i = 0; i < n; ++i) {
     const float* row = rows.data() + i * static_cast<size_t>(dim);
-    json item = {{"object", "embedding"}, {"index", i}};
+    ordered_json item = {{"object", "embedding"}, {"index", i}};
     if (request.base64) {
       // Little-endian float32, as OpenAI's clients decode it (x86 and ARM
       // servers are little-endian).
@@ -146,13 +137,13 @@ std::string embeddings_response(const EmbeddingsRequest& request, const std::str
       std::memcpy(bytes.data(), row, bytes.size());
       item["embedding"] = base64_encode(bytes);
     } else {
-      json values = json::array();
-      for (int k = 0; k < dim; ++k) values.push_back(shortest(row[k]));
+      ordered_json values = ordered_json::array();
+      for (int k = 0; k < dim; ++k) values.push_back(shortest_float(row[k]));
       item["embedding"] = std::move(values);
     }
     data.push_back(std::move(item));
   }
-  const json out = {{"object", "list"},
+  const ordered_json out = {{"object", "list"},
                     {"data", std::move(data)},
                     {"model", model_ref},
                     {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}};

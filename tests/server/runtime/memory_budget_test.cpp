@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,10 @@ namespace {
 TEST(MemoryBudget, LeasesTogetherNeverExceedTheBudgetAndAllAreGranted) {
   MemoryBudget budget(1000);
   std::atomic<int64_t> held{0}, over{0}, granted{0};
+  // The whole budget is held until some caller has had to wait, so the
+  // callers contend however the threads are scheduled (under TSan they
+  // could otherwise run one after another and never wait).
+  auto blocker = std::make_unique<MemoryBudget::Lease>(budget.acquire(1000, "blocker"));
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
@@ -32,6 +37,11 @@ TEST(MemoryBudget, LeasesTogetherNeverExceedTheBudgetAndAllAreGranted) {
       }
     });
   }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (budget.waits() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  blocker.reset();
   for (auto& t : threads) t.join();
   EXPECT_EQ(granted.load(), 8 * 200);
   EXPECT_EQ(over.load(), 0);
