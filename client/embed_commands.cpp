@@ -120,7 +120,9 @@ int embed_texts(const ServerConnection& c, const EmbedParams& p) {
   const auto start = Clock::now();
   auto stub = v1::EmbeddingService::NewStub(c.channel());
   v1::EmbedResponse total;
-  for (const auto& chunk : plan_chunks(bytes, p.items_per_call)) {
+  const auto chunks = plan_chunks(bytes, p.items_per_call);
+  ProgressBar bar(static_cast<int64_t>(texts.size()), call_progress("embedding texts", "texts", chunks.size()));
+  for (const auto& chunk : chunks) {
     v1::EmbedTextRequest request;
     request.set_model(p.model);
     request.set_normalize(p.normalize);
@@ -130,7 +132,9 @@ int embed_texts(const ServerConnection& c, const EmbedParams& p) {
     const std::string context = chunk_context(chunk, texts.size());
     check_status(stub->EmbedText(c.context().get(), request, &part), context);
     merge_embeddings(total, part, context);
+    bar.update(static_cast<int64_t>(chunk.end));
   }
+  bar.finish();
   report_embeddings(c, p, total, "text", ms_since(start));
   return 0;
 }
@@ -141,7 +145,9 @@ int embed_images(const ServerConnection& c, const EmbedParams& p) {
   const auto start = Clock::now();
   auto stub = v1::EmbeddingService::NewStub(c.channel());
   v1::EmbedResponse total;
-  for (const auto& chunk : plan_chunks(bytes, p.items_per_call)) {
+  const auto chunks = plan_chunks(bytes, p.items_per_call);
+  ProgressBar bar(static_cast<int64_t>(p.inputs.size()), call_progress("embedding images", "images", chunks.size()));
+  for (const auto& chunk : chunks) {
     v1::EmbedImageRequest request;
     request.set_model(p.model);
     request.set_normalize(p.normalize);
@@ -150,7 +156,9 @@ int embed_images(const ServerConnection& c, const EmbedParams& p) {
     const std::string context = chunk_context(chunk, p.inputs.size());
     check_status(stub->EmbedImage(c.context().get(), request, &part), context);
     merge_embeddings(total, part, context);
+    bar.update(static_cast<int64_t>(chunk.end));
   }
+  bar.finish();
   report_embeddings(c, p, total, "image", ms_since(start));
   return 0;
 }
@@ -215,7 +223,9 @@ int classify(const ServerConnection& c, ClassifyParams p) {
   for (const auto& path : p.images) bytes.push_back(image_file_size(path));
   auto stub = v1::EmbeddingService::NewStub(c.channel());
   v1::ClassifyResponse total;
-  for (const auto& chunk : plan_chunks(bytes, p.items_per_call)) {
+  const auto chunks = plan_chunks(bytes, p.items_per_call);
+  ProgressBar bar(static_cast<int64_t>(p.images.size()), call_progress("classifying images", "images", chunks.size()));
+  for (const auto& chunk : chunks) {
     v1::ClassifyRequest request;
     request.set_model(p.model);
     for (size_t i = chunk.begin; i < chunk.end; ++i) *request.add_images() = read_image(p.images[i]);
@@ -227,7 +237,9 @@ int classify(const ServerConnection& c, ClassifyParams p) {
     if (total.model().empty()) total.set_model(part.model());
     for (const auto& r : part.results()) *total.add_results() = r;
     add_timing(*total.mutable_timing(), part.timing());
+    bar.update(static_cast<int64_t>(chunk.end));
   }
+  bar.finish();
   if (c.options().json) {
     print_json(proto_to_json(total));
     return 0;

@@ -236,6 +236,7 @@ int add_items(const ServerConnection& c, const AddParams& p) {
   int64_t added = 0, size = 0;
   v1::Timing timing;
   const auto chunks = plan_chunks(bytes, p.items_per_call);
+  ProgressBar bar(static_cast<int64_t>(items.size()), call_progress("adding to " + p.index, "items", chunks.size()));
   for (const auto& chunk : chunks) {
     v1::AddItemsRequest request;
     request.set_index(p.index);
@@ -252,7 +253,9 @@ int add_items(const ServerConnection& c, const AddParams& p) {
     timing.set_inference_ms(timing.inference_ms() + response.timing().inference_ms());
     timing.set_total_ms(timing.total_ms() + response.timing().total_ms());
     timing.set_batch_size(std::max(timing.batch_size(), response.timing().batch_size()));
+    bar.update(static_cast<int64_t>(chunk.end));
   }
+  bar.finish();
   const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (c.options().json) {
     print_json({{"index", p.index}, {"added", added}, {"size", size}, {"calls", chunks.size()},

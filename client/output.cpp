@@ -33,6 +33,14 @@ void print_table(const std::vector<std::string>& header, const std::vector<std::
   for (const auto& row : rows) print_row(row);
 }
 
+ProgressBarOptions call_progress(const std::string& label, const std::string& unit, size_t calls) {
+  ProgressBarOptions o;
+  o.label = label;
+  o.unit = unit;
+  if (calls < 2) o.mode = ProgressBarOptions::Mode::kNever;
+  return o;
+}
+
 std::string format_fixed(double value, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, value);

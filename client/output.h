@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/progress_bar.h"
 #include "refinery/v1/common.pb.h"
 
 namespace refinery::client {
@@ -30,6 +31,10 @@ void print_table(const std::vector<std::string>& header, const std::vector<std::
 std::string describe_timing(const v1::Timing& timing);
 
 std::string format_fixed(double value, int decimals);
+
+// The progress bar of work sent in `calls` calls: on stderr when it is a
+// terminal and the work takes more than one call.
+ProgressBarOptions call_progress(const std::string& label, const std::string& unit, size_t calls);
 
 // Prints the stderr line for `error` and returns the exit code. `server` is
 // named in connection failures, where gRPC's own message may not say which.

@@ -11,8 +11,26 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FIXTURE=${REFINERY_FIXTURE_DIR:-$ROOT/../shared/fixtures/clip-tiny}
 bash "$ROOT/scripts/install-deps.sh"
-bash "$ROOT/scripts/build.sh" > "${TMPDIR:-/tmp}/refinery-build.log" 2>&1 || {
-  tail -40 "${TMPDIR:-/tmp}/refinery-build.log"; exit 1; }
+# Only the three programs the demo runs are built here; the tests build the rest.
+BUILD_LOG="${TMPDIR:-/tmp}/refinery-build.log"
+BUILD_START=$SECONDS
+echo "== building refinery-model, refineryd and refinery (log: $BUILD_LOG)"
+# On a terminal, Ninja's [done/total] counter is shown on one line.
+build_progress() {
+  if [[ -t 1 ]]; then
+    while IFS= read -r line; do
+      [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]] && printf '\r   step %s of %s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+    done
+    printf '\r\033[K'
+  else
+    cat > /dev/null
+  fi
+}
+if ! bash "$ROOT/scripts/build.sh" --target refinery-model refineryd refinery 2>&1 | tee "$BUILD_LOG" | build_progress; then
+  tail -40 "$BUILD_LOG"
+  exit 1
+fi
+echo "   built in $((SECONDS - BUILD_START)) s"
 BUILD=${BUILD_DIR:-$ROOT/build}
 TOOL=$BUILD/tools/refinery-model/refinery-model
 CHECKPOINT=${1:-$FIXTURE/tiny.safetensors}

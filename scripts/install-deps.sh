@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
+  ccache                  # a rebuild of an unchanged tree (a fresh clone) compiles nothing
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it LibTorch's fp32 matmul uses reference BLAS (~28x slower)
   libopencv-core-dev libopencv-imgcodecs-dev libopencv-imgproc-dev   # image decoding, drawing

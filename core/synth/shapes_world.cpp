@@ -163,8 +163,20 @@ json scene_json(const ShapeScene& s) {
 }
 
 // One caption set: images with `captions` captions each of `style`.
+// Counts the images written for the progress callback.
+struct ImageCounter {
+  const ShapesWorldProgress& progress;
+  int64_t total = 0;
+  int64_t done = 0;
+  void wrote_one() {
+    ++done;
+    if (progress) progress(done, total);
+  }
+};
+
 int64_t write_caption_set(const std::string& out_dir, const std::string& name, int n, int captions,
-                          const std::string& style, uint64_t seed, int image_size, std::string* spec) {
+                          const std::string& style, uint64_t seed, int image_size, std::string* spec,
+                          ImageCounter& counter) {
   PartWriter part(out_dir, name);
   fs::create_directories(part.dir() + "/images");
   json coco = {{"images", json::array()}, {"annotations", json::array()}};
@@ -176,6 +188,7 @@ int64_t write_caption_set(const std::string& out_dir, const std::string& name, i
     char file[32];
     std::snprintf(file, sizeof file, "%06d.png", i);
     write_bytes(part.dir() + "/images/" + file, render_scene_png(scene, image_size, rng.next()));
+    counter.wrote_one();
     coco["images"].push_back({{"id", i}, {"file_name", file}, {"width", image_size}, {"height", image_size}});
     std::set<std::string> said;  // an image's captions are different sentences
     for (int c = 0; c < captions; ++c) {
@@ -366,7 +379,7 @@ std::string describe_scene(const ShapeScene& s, const std::string& style, WorldR
          s.background + ".";
 }
 
-ShapesWorld make_shapes_world(const std::string& out_in, const ShapesWorldOptions& o) {
+ShapesWorld make_shapes_world(const std::string& out_in, const ShapesWorldOptions& o, const ShapesWorldProgress& progress) {
   if (o.n < 1) throw invalid_argument("--n must be at least 1, got " + std::to_string(o.n));
   if (o.class_images < 1) throw invalid_argument("class_images must be at least 1");
   if (o.retrieval_images < 1) throw invalid_argument("retrieval_images must be at least 1");
@@ -381,10 +394,20 @@ ShapesWorld make_shapes_world(const std::string& out_in, const ShapesWorldOption
   const std::string out = fs::canonical(out_in).string();  // the suite names absolute paths
   ShapesWorld world;
   const int refine_n = o.refine_images > 0 ? o.refine_images : std::max(1, o.n / 4);
-  world.images += write_caption_set(out, "pretrain", o.n, 3, "broad", mix(o.seed, 1), o.image_size, &world.pretrain);
-  world.images += write_caption_set(out, "refine", refine_n, 2, "narrow", mix(o.seed, 2), o.image_size, &world.refine);
+  ImageCounter counter{progress};
+  counter.total = int64_t{o.n} + refine_n + o.retrieval_images;
+  for (const auto& variant : o.variants) {
+    for (const auto& attribute : shape_attributes()) {
+      if (variant == "sketch" && attribute == "texture") continue;
+      counter.total += static_cast<int64_t>(shape_attribute_values(attribute).size()) * o.class_images;
+    }
+  }
   world.images +=
-      write_caption_set(out, "retrieval", o.retrieval_images, 2, "narrow", mix(o.seed, 3), o.image_size, &world.retrieval);
+      write_caption_set(out, "pretrain", o.n, 3, "broad", mix(o.seed, 1), o.image_size, &world.pretrain, counter);
+  world.images +=
+      write_caption_set(out, "refine", refine_n, 2, "narrow", mix(o.seed, 2), o.image_size, &world.refine, counter);
+  world.images += write_caption_set(out, "retrieval", o.retrieval_images, 2, "narrow", mix(o.seed, 3), o.image_size,
+                                    &world.retrieval, counter);
 
   json tasks = json::array();
   {
@@ -406,6 +429,7 @@ ShapesWorld make_shapes_world(const std::string& out_in, const ShapesWorldOption
             std::snprintf(file, sizeof file, "%04d.png", i);
             write_bytes(dir + "/" + file, render_scene_png(scene, o.image_size, rng.next()));
             ++world.images;
+            counter.wrote_one();
           }
         }
         tasks.push_back({{"name", attribute + "-" + variant},

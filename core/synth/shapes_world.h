@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -85,8 +86,12 @@ struct ShapesWorld {
   int64_t images = 0;  // written in all
 };
 
+// Called after every image written, with the images written and the total.
+using ShapesWorldProgress = std::function<void(int64_t done, int64_t total)>;
+
 // Writes the world under `out_dir` (created; an existing world there is
 // replaced part by part). INVALID_ARGUMENT for bad options.
-ShapesWorld make_shapes_world(const std::string& out_dir, const ShapesWorldOptions& options);
+ShapesWorld make_shapes_world(const std::string& out_dir, const ShapesWorldOptions& options,
+                              const ShapesWorldProgress& progress = {});
 
 }  // namespace refinery

@@ -215,8 +215,24 @@ void JobManager::refresh_state_metrics() {
                  v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
     counts[state_name(s)] = 0;
   }
-  for (const v1::Job& j : store_->list_jobs()) counts[state_name(j.state())]++;
+  std::map<std::string, v1::JobState> state_of;
+  for (const v1::Job& j : store_->list_jobs()) {
+    counts[state_name(j.state())]++;
+    state_of[j.id()] = j.state();
+  }
   metrics_->set_jobs_by_state(counts);
+  std::vector<SweepJobStates> sweeps;
+  for (const v1::Sweep& sweep : store_->list_sweeps()) {
+    SweepJobStates states{sweep.id(), {}};
+    std::set<std::string> jobs;  // an epochs sweep's job serves several points
+    for (const auto& point : sweep.points()) jobs.insert(point.job_id());
+    for (const std::string& id : jobs) {
+      const auto it = state_of.find(id);
+      if (it != state_of.end()) states.jobs[state_name(it->second)]++;  // a deleted job is gone
+    }
+    sweeps.push_back(std::move(states));
+  }
+  metrics_->set_sweeps(sweeps);
 }
 
 v1::Job JobManager::submit(const v1::JobSpec& raw_spec, const std::string& client_request_id) {

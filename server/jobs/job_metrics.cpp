@@ -23,7 +23,9 @@ JobMetrics::JobMetrics(MetricsRegistry& r)
       eval_items_per_second_(r.gauge("refinery_job_eval_items_per_second", "The running evaluation's throughput (images + texts per second)", {"job_id"})),
       eval_tasks_total_(r.counter("refinery_eval_tasks_total", "Evaluation tasks finished, by kind (zeroshot, retrieval)", {"kind"})),
       eval_images_total_(r.counter("refinery_eval_images_total", "Images evaluated by finished evaluation tasks")),
-      finished_total_(r.counter("refinery_jobs_finished_total", "Jobs that ended, by final state", {"state"})) {
+      finished_total_(r.counter("refinery_jobs_finished_total", "Jobs that ended, by final state", {"state"})),
+      sweeps_(r.gauge("refinery_sweeps", "Sweeps by state: running (a job not ended) or finished", {"state"})),
+      sweep_jobs_(r.gauge("refinery_sweep_jobs", "The jobs of each running sweep, by state", {"state", "sweep_id"})) {
   for (const char* state : {"SUCCEEDED", "FAILED", "CANCELLED"}) finished_total_.with({state});  // 0 from the start
 }
 
@@ -75,6 +77,33 @@ void JobMetrics::job_ended(const std::string& job) {
     f->remove({job});
   }
   for (const char* term : {"total", "rafa", "hycd", "contrastive", "align"}) loss_.remove({job, term});
+}
+
+namespace {
+constexpr const char* kJobStates[] = {"QUEUED", "RUNNING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED"};
+}
+
+void JobMetrics::set_sweeps(const std::vector<SweepJobStates>& sweeps) {
+  std::lock_guard<std::mutex> lock(sweeps_mu_);
+  int running = 0;
+  std::set<std::string> shown;
+  for (const SweepJobStates& sweep : sweeps) {
+    auto count = [&sweep](const char* state) {
+      const auto it = sweep.jobs.find(state);
+      return it == sweep.jobs.end() ? 0 : it->second;
+    };
+    if (count("QUEUED") + count("RUNNING") + count("CANCELLING") == 0) continue;
+    ++running;
+    shown.insert(sweep.sweep_id);
+    for (const char* state : kJobStates) sweep_jobs_.with({state, sweep.sweep_id}).Set(count(state));
+  }
+  for (const std::string& id : running_sweeps_shown_) {
+    if (shown.count(id) > 0) continue;
+    for (const char* state : kJobStates) sweep_jobs_.remove({state, id});
+  }
+  running_sweeps_shown_ = std::move(shown);
+  sweeps_.with({"running"}).Set(running);
+  sweeps_.with({"finished"}).Set(static_cast<double>(sweeps.size()) - running);
 }
 
 }  // namespace refinery

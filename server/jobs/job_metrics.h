@@ -1,16 +1,26 @@
 // Prometheus metrics of jobs: jobs by state and jobs finished by state; for a running refine job its
 // step, losses, learning rate, throughput and data-loading time; for a
-// running evaluation its progress and throughput. The
-// per-job label is `job_id`: `job` is the one Prometheus gives the target.
+// running evaluation its progress and throughput; sweeps by state and the
+// jobs of each running sweep by state. The per-job label is `job_id`: `job`
+// is the one Prometheus gives the target.
 #pragma once
 #include <cstdint>
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 #include "server/metrics/metrics_registry.h"
 
 namespace refinery {
 
 struct StepReport;
+
+// A sweep's jobs (each job once, however many points it serves) by state.
+struct SweepJobStates {
+  std::string sweep_id;
+  std::map<std::string, int> jobs;  // QUEUED, RUNNING, ... -> count
+};
 
 class JobMetrics {
  public:
@@ -25,6 +35,9 @@ class JobMetrics {
   void record_eval_progress(const std::string& job_id, int64_t done, int64_t total, double items_per_second);
   void record_eval_task(const std::string& kind, int64_t images);
   void job_ended(const std::string& job_id);  // drops its per-job series
+  // Every sweep: a sweep runs while one of its jobs is QUEUED, RUNNING or
+  // CANCELLING. Only running sweeps keep per-sweep series.
+  void set_sweeps(const std::vector<SweepJobStates>& sweeps);
 
  private:
   GaugeFamily& jobs_;
@@ -43,6 +56,10 @@ class JobMetrics {
   CounterFamily& eval_tasks_total_;
   CounterFamily& eval_images_total_;
   CounterFamily& finished_total_;
+  GaugeFamily& sweeps_;
+  GaugeFamily& sweep_jobs_;
+  std::mutex sweeps_mu_;  // set_sweeps is called from the job threads and the RPCs
+  std::set<std::string> running_sweeps_shown_;
 };
 
 }  // namespace refinery

@@ -40,10 +40,14 @@ int run_embed(const EmbedParams& p, const CommonParams& common) {
   if (!p.texts_file.empty()) {
     const auto texts = read_texts_file(p.texts_file);
     if (texts.empty()) throw invalid_argument(p.texts_file + ": no texts");
-    embeddings = embedder.embed_texts(texts);
+    ProgressBar bar(static_cast<int64_t>(texts.size()), progress_options(common, "embedding texts", "texts"));
+    embeddings = embedder.embed_texts(texts, [&bar](int64_t done) { bar.update(done); });
+    bar.finish();
     items = texts;
   } else {
-    embeddings = embedder.embed_image_files(p.images);
+    ProgressBar bar(static_cast<int64_t>(p.images.size()), progress_options(common, "embedding images", "images"));
+    embeddings = embedder.embed_image_files(p.images, [&bar](int64_t done) { bar.update(done); });
+    bar.finish();
     items = p.images;
   }
   if (!p.output.empty()) {

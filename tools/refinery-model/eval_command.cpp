@@ -24,7 +24,6 @@ namespace refinery::model_tool {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 struct EvalParams {
   std::string checkpoint, suite, task, data, dataset, classnames, prompt, templates, name, output;
@@ -120,19 +119,19 @@ int run_eval(const EvalParams& p, const CommonParams& common) {
   o.decode_workers = p.decode_workers;
   Embedder embedder(model, resolve_device(common.device), o);
 
+  // One bar over the whole suite: items (images + texts) of every task.
+  ProgressBar bar(0, progress_options(common, "evaluating", "items"));
   EvalCallbacks cb;
-  auto last = Clock::now();
-  if (!common.quiet) {
-    cb.on_progress = [&](const EvalProgress& e) {
-      if (Clock::now() - last < std::chrono::seconds(2) && e.done < e.total) return;
-      last = Clock::now();
-      std::fprintf(stderr, "refinery-model: %s: %s %lld/%lld\n", e.task_name.c_str(), e.phase.c_str(),
-                   static_cast<long long>(e.done), static_cast<long long>(e.total));
-    };
-  }
+  cb.on_progress = [&bar](const EvalProgress& e) {
+    bar.set_total(e.total);
+    bar.set_label(e.task_name + " (" + e.phase + ")");
+    bar.update(e.done);
+  };
   EvalRunOptions run_options;
   run_options.model_key = p.checkpoint;
   const EvalReport report = run_eval_suite(suite, embedder, cb, run_options);
+  bar.set_label("evaluated " + std::to_string(report.tasks.size()) + " task(s)");
+  bar.finish();
   json j = eval_report_to_json(report);
   j["checkpoint"] = p.checkpoint;
   if (!p.output.empty()) write_report(p.output, j);

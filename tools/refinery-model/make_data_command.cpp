@@ -18,7 +18,12 @@ struct MakeDataParams {
 
 int run_make_data(const MakeDataParams& p, const CommonParams& common) {
   const auto start = std::chrono::steady_clock::now();
-  const ShapesWorld w = make_shapes_world(p.out, p.world);
+  ProgressBar bar(0, progress_options(common, "drawing scenes", "images"));
+  const ShapesWorld w = make_shapes_world(p.out, p.world, [&bar](int64_t done, int64_t total) {
+    bar.set_total(total);
+    bar.update(done);
+  });
+  bar.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("pretrain   %s\nrefine     %s\nretrieval  %s\nsuite      %s\n", w.pretrain.c_str(), w.refine.c_str(),
               w.retrieval.c_str(), w.suite_path.c_str());

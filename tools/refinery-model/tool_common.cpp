@@ -13,7 +13,7 @@ using nlohmann::json;
 
 void add_common(CLI::App* cmd, CommonParams& c, bool with_model) {
   cmd->add_option("--threads", c.threads, "Intra-op threads (0 = all cores)")->capture_default_str();
-  cmd->add_flag("-q,--quiet", c.quiet, "No log lines on stderr");
+  cmd->add_flag("-q,--quiet", c.quiet, "No log lines or progress bar on stderr");
   if (with_model) {
     cmd->add_option("--device", c.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
     cmd->add_option("--model-config", c.model_config,
@@ -28,6 +28,14 @@ RuntimeInfo setup_runtime(const CommonParams& p) {
   RuntimeInfo info = configure_runtime(o);
   if (!p.quiet) std::fprintf(stderr, "refinery-model: %s\n", info.summary().c_str());
   return info;
+}
+
+ProgressBarOptions progress_options(const CommonParams& p, const std::string& label, const std::string& unit) {
+  ProgressBarOptions o;
+  o.label = label;
+  o.unit = unit;
+  if (p.quiet) o.mode = ProgressBarOptions::Mode::kNever;
+  return o;
 }
 
 CheckpointReadOptions read_options(const CommonParams& p) {

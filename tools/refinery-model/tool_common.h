@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/progress_bar.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/runtime/torch_runtime.h"
 #include "core/safetensors/safetensors.h"
@@ -27,6 +28,9 @@ struct CommonParams {
 void add_common(CLI::App* cmd, CommonParams& c, bool with_model);
 
 RuntimeInfo setup_runtime(const CommonParams& p);
+
+// A progress bar on stderr: drawn on a terminal, never with --quiet.
+ProgressBarOptions progress_options(const CommonParams& p, const std::string& label, const std::string& unit);
 CheckpointReadOptions read_options(const CommonParams& p);
 
 // A JSON array of strings.

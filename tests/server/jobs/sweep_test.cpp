@@ -4,7 +4,10 @@
 // them with nothing queued; cancel stops every job; submit is idempotent.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
 
 #include "server/job_rpc.h"
 #include "server/test_server.h"
@@ -34,6 +37,20 @@ v1::Sweep get_sweep(TestServer& server, const std::string& id) {
   grpc::ClientContext ctx;
   EXPECT_TRUE(server.jobs()->GetSweep(&ctx, req, &sweep).ok());
   return sweep;
+}
+
+// The sum of the /metrics samples whose line starts with `prefix`, and how
+// many there are.
+std::pair<double, int> samples(TestServer& server, const std::string& prefix) {
+  std::istringstream text(server.metrics().serialize());
+  double sum = 0;
+  int n = 0;
+  for (std::string line; std::getline(text, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    sum += std::stod(line.substr(line.rfind(' ') + 1));
+    ++n;
+  }
+  return {sum, n};
 }
 
 v1::SweepSpec grid(const std::string& data, const std::string& suite) {
@@ -74,6 +91,14 @@ TEST(Sweep, ATwoByTwoGridRunsFourJobsAndEvaluatesTheBaseOnce) {
   ASSERT_TRUE(submit_sweep(server, grid(data, suite.dump()), &sweep).ok());
   EXPECT_EQ(sweep.spec().name(), "lambda_rafa x alpha");
   ASSERT_EQ(sweep.points_size(), 4);
+  // On /metrics at once: one running sweep, its four jobs by state.
+  const std::string jobs_of_sweep = "refinery_sweep_jobs{";
+  const std::string sweep_label = "sweep_id=\"" + sweep.id() + "\"}";
+  EXPECT_EQ(samples(server, "refinery_sweeps{state=\"running\"}").first, 1);
+  EXPECT_EQ(samples(server, "refinery_sweeps{state=\"finished\"}").first, 0);
+  EXPECT_EQ(samples(server, jobs_of_sweep).second, 6);  // every state, 0s included
+  EXPECT_EQ(samples(server, jobs_of_sweep).first, 4);
+  EXPECT_EQ(samples(server, "refinery_sweep_jobs{state=\"SUCCEEDED\"," + sweep_label).first, 0);
   ASSERT_EQ(sweep.jobs_size(), 4);
   const std::vector<std::pair<std::string, std::string>> expected = {{"0.5", "0.2"}, {"0.5", "0.8"}, {"1", "0.2"}, {"1", "0.8"}};
   for (int i = 0; i < 4; ++i) {
@@ -96,6 +121,14 @@ TEST(Sweep, ATwoByTwoGridRunsFourJobsAndEvaluatesTheBaseOnce) {
     }
   }
   EXPECT_EQ(base_evaluations, 1);  // the first job measured it; the others took its report
+  // Ended: the sweep counts as finished and its per-sweep series are gone
+  // (the last job's state reaches /metrics just after its last event).
+  for (int i = 0; i < 100 && samples(server, "refinery_sweeps{state=\"running\"}").first != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(samples(server, "refinery_sweeps{state=\"running\"}").first, 0);
+  EXPECT_EQ(samples(server, "refinery_sweeps{state=\"finished\"}").first, 1);
+  EXPECT_EQ(samples(server, jobs_of_sweep).second, 0) << server.metrics().serialize();
   const v1::Sweep done = get_sweep(server, sweep.id());
   for (const auto& job : done.jobs()) {
     EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();

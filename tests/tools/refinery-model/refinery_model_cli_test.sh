@@ -26,6 +26,22 @@ st cosine "$WORK/text.safetensors" embeddings "$FIX/reference.safetensors" text_
 mapfile -t IMAGES < <(ls "$FIX"/images/* | sort)
 "$TOOL" embed -q --checkpoint "$FIX/tiny-hf" --images "${IMAGES[@]}" --output "$WORK/image.safetensors"
 st cosine "$WORK/image.safetensors" embeddings "$FIX/reference.safetensors" image_features 0.9995 || fail "image features"
+echo "== progress bar: drawn on a terminal, absent when piped or with -q"
+# `script` runs the tool on a real pseudo-terminal and keeps what it drew.
+if command -v script > /dev/null; then
+  script -qec "$(printf '%q ' "$TOOL" embed --checkpoint "$FIX/tiny.safetensors" --batch 2 --images "${IMAGES[@]}" \
+    --output "$WORK/bar.safetensors")" "$WORK/tty.txt" > /dev/null
+  grep -q $'\r''embedding images  \[#*\.*\]  [0-9]/9' "$WORK/tty.txt" || fail "no progress bar on a terminal: $(cat -v "$WORK/tty.txt")"
+  grep -aq '9/9  100%' "$WORK/tty.txt" || fail "the bar did not end at 9/9: $(cat -v "$WORK/tty.txt")"
+  script -qec "$(printf '%q ' "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --images "${IMAGES[@]}" \
+    --output "$WORK/bar.safetensors")" "$WORK/tty-quiet.txt" > /dev/null
+  ! grep -q '100%' "$WORK/tty-quiet.txt" || fail "-q drew a bar: $(cat -v "$WORK/tty-quiet.txt")"
+fi
+"$TOOL" embed --checkpoint "$FIX/tiny.safetensors" --batch 2 --images "${IMAGES[@]}" --output "$WORK/bar.safetensors" \
+  2> "$WORK/piped.txt"
+! grep -q $'\r' "$WORK/piped.txt" || fail "a bar reached a pipe: $(cat -v "$WORK/piped.txt")"
+grep -q "wrote 9 embeddings" "$WORK/piped.txt" || fail "piped stderr lost its log line: $(cat "$WORK/piped.txt")"
+
 "$TOOL" preprocess --size 64 "${IMAGES[@]}" --output "$WORK/pixels.safetensors"
 st cosine "$WORK/pixels.safetensors" pixels "$FIX/reference.safetensors" image_pixels 0.99999 || fail "pixels"
 
