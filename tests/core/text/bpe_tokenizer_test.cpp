@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/base/assets.h"
 #include "core/base/error.h"
 #include "core/safetensors/safetensors.h"
 #include "support/fixture.h"
@@ -201,7 +202,7 @@ TEST(BpeTokenizer, DecodeReplacesBrokenUtf8AndRejectsUnknownIds) {
 
 TEST(BpeTokenizer, ConcurrentUseGivesTheSerialResults) {
   // A fresh tokenizer, so the threads race on an empty cache.
-  const BpeTokenizer fresh(std::string(REFINERY_ASSETS_DIR) + "/bpe_simple_vocab_16e6.txt.gz");
+  const BpeTokenizer fresh(assets_dir() + "/bpe_simple_vocab_16e6.txt.gz");
   const auto texts = fixture_texts();
   const auto ref = reference_tokens();
   constexpr int kThreads = 6;
@@ -250,7 +251,7 @@ TEST(BpeTokenizer, DamagedVocabularyNamesThePath) {
   testing::write_file(dir / "plain.txt", "#version: 0.2\ni n\n");
   expect_invalid(dir / "plain.txt", "not gzip");
 
-  const std::string real = testing::read_file(std::string(REFINERY_ASSETS_DIR) + "/bpe_simple_vocab_16e6.txt.gz");
+  const std::string real = testing::read_file(assets_dir() + "/bpe_simple_vocab_16e6.txt.gz");
   testing::write_file(dir / "cut.gz", real.substr(0, real.size() / 2));
   expect_invalid(dir / "cut.gz", "damaged");
 
