@@ -16,6 +16,7 @@ PACKAGES=(
   libcpp-httplib-dev libssl-dev   # /metrics and the HTTP API, over HTTP or HTTPS
   libsqlite3-dev          # job store
   libgtest-dev libgmock-dev
+  libgloo-dev             # Gloo headers for c10d's CPU process group (data-parallel training)
   prometheus              # promtool and a real Prometheus for the metrics tests
   chromium                # headless browser for the HTML tests (refinery-model compare)
   clang libclang-rt-14-dev   # libFuzzer with ASan + UBSan (fuzz/, scripts/fuzz.sh)

@@ -41,6 +41,7 @@ inline Error unimplemented(const std::string& m) { return Error(ErrorCode::kUnim
 inline Error unauthenticated(const std::string& m) { return Error(ErrorCode::kUnauthenticated, m); }
 inline Error permission_denied(const std::string& m) { return Error(ErrorCode::kPermissionDenied, m); }
 inline Error internal_error(const std::string& m) { return Error(ErrorCode::kInternal, m); }
+inline Error unavailable(const std::string& m) { return Error(ErrorCode::kUnavailable, m); }
 
 // A name as error messages quote it: 'name'.
 inline std::string single_quoted(const std::string& s) { return "'" + s + "'"; }
