@@ -38,11 +38,13 @@ int env_int(const char* name, int fallback, int lo, int hi) {
   return static_cast<int>(n);
 }
 
-// Waits for a collective and accounts for it.
-template <typename Work>
-void wait_for(const Work& work, const char* what, const DistributedOptions& o) {
+// Runs a collective and waits for it, mapping a lost rank to UNAVAILABLE.
+template <typename Run>
+void wait_for(Run&& run, const char* what, const DistributedOptions& o) {
   try {
-    work->wait();
+    run();
+  } catch (const Error&) {
+    throw;
   } catch (const c10::Error& e) {
     throw unavailable(std::string(what) + " across " + std::to_string(o.world_size) + " ranks failed on rank " +
                       std::to_string(o.rank) + " (a rank stopped, or took over " + std::to_string(o.timeout_s) +
@@ -71,8 +73,27 @@ DistributedOptions distributed_options_from_env(DistributedOptions d) {
 
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  // The backend in use. LibTorch 2.x makes these c10d::Backends rather than
+  // ProcessGroups; their collectives have the same signatures in both, so
+  // they are held by their own types and called through run().
+#if defined(REFINERY_HAVE_GLOO)
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#endif
+#if defined(REFINERY_HAVE_NCCL)
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
   c10::Device device{c10::kCPU};
+
+  template <typename F>
+  void run(F&& f) {
+#if defined(REFINERY_HAVE_GLOO)
+    if (gloo) return f(*gloo);
+#endif
+#if defined(REFINERY_HAVE_NCCL)
+    if (nccl) return f(*nccl);
+#endif
+    throw internal_error("no c10d backend to run a collective on");
+  }
 };
 
 ProcessGroup::ProcessGroup(const DistributedOptions& options, c10::Device device)
@@ -128,13 +149,13 @@ ProcessGroup::ProcessGroup(const DistributedOptions& options, c10::Device device
       go->devices.push_back(!ifname.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
                             : loopback      ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                                             : c10d::ProcessGroupGloo::createDefaultDevice());
-      impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, options_.rank, options_.world_size, go);
+      impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, options_.rank, options_.world_size, go);
 #endif
     } else {
 #if defined(REFINERY_HAVE_NCCL)
       auto no = c10d::ProcessGroupNCCL::Options::create();
       no->timeout = timeout;
-      impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, options_.rank, options_.world_size, no);
+      impl_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, options_.rank, options_.world_size, no);
 #endif
     }
   } catch (const Error&) {
@@ -164,7 +185,7 @@ void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors) {
     std::vector<at::Tensor> flat;
     for (size_t i : indices) flat.push_back(tensors[i].reshape({-1}));
     std::vector<at::Tensor> buffer = {torch::cat(flat).contiguous()};
-    wait_for(impl_->group->allreduce(buffer), "all-reduce", options_);
+    wait_for([&] { impl_->run([&](auto& g) { g.allreduce(buffer)->wait(); }); }, "all-reduce", options_);
     int64_t offset = 0;
     for (size_t i : indices) {
       const int64_t n = tensors[i].numel();
@@ -181,7 +202,7 @@ std::vector<at::Tensor> ProcessGroup::gather_same_shape(const at::Tensor& local)
   std::vector<at::Tensor> input = {local.contiguous()};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int r = 0; r < options_.world_size; ++r) output[0].push_back(torch::empty_like(input[0]));
-  wait_for(impl_->group->allgather(output, input), "all-gather", options_);
+  wait_for([&] { impl_->run([&](auto& g) { g.allgather(output, input)->wait(); }); }, "all-gather", options_);
   stats_.all_gather_bytes += local.numel() * static_cast<int64_t>(local.element_size()) * options_.world_size;
   ++stats_.calls;
   return output[0];
@@ -224,7 +245,7 @@ void ProcessGroup::broadcast(at::Tensor& tensor, int root) {
   std::vector<at::Tensor> t = {tensor};
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  wait_for(impl_->group->broadcast(t, o), "broadcast", options_);
+  wait_for([&] { impl_->run([&](auto& g) { g.broadcast(t, o)->wait(); }); }, "broadcast", options_);
   stats_.broadcast_bytes += tensor.numel() * static_cast<int64_t>(tensor.element_size());
   ++stats_.calls;
   stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -232,7 +253,7 @@ void ProcessGroup::broadcast(at::Tensor& tensor, int root) {
 
 void ProcessGroup::barrier() {
   if (options_.world_size == 1) return;
-  wait_for(impl_->group->barrier(), "barrier", options_);
+  wait_for([&] { impl_->run([&](auto& g) { g.barrier()->wait(); }); }, "barrier", options_);
 }
 
 }  // namespace refinery
