@@ -21,15 +21,6 @@ namespace {
 constexpr const char* kStatePrefix = "JOB_STATE_";
 constexpr const char* kClearToEol = "\x1b[K";
 
-std::string strip_state_prefix(const std::string& name) {
-  const std::string prefix = kStatePrefix;
-  return name.compare(0, prefix.size(), prefix) == 0 ? name.substr(prefix.size()) : name;
-}
-
-void strip_state_prefix(nlohmann::ordered_json& value) {
-  if (value.is_string()) value = strip_state_prefix(value.get<std::string>());
-}
-
 // Losses and metrics: 4 significant digits is what a human compares.
 std::string short_number(double value) {
   char buf[32];
@@ -73,11 +64,6 @@ int terminal_columns() {
 
 }  // namespace
 
-std::string job_state_name(v1::JobState state) {
-  const std::string name = v1::JobState_Name(state);
-  return name.empty() ? "STATE_" + std::to_string(static_cast<int>(state)) : strip_state_prefix(name);
-}
-
 v1::JobState parse_job_state(const std::string& text, const std::string& flag) {
   std::string name;
   for (char ch : text) name += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
@@ -94,18 +80,6 @@ v1::JobState parse_job_state(const std::string& text, const std::string& flag) {
 
 bool job_finished(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED || state == v1::JOB_STATE_CANCELLED;
-}
-
-nlohmann::ordered_json job_to_json(const v1::Job& job) {
-  auto j = proto_to_json(job);
-  strip_state_prefix(j["state"]);
-  return j;
-}
-
-nlohmann::ordered_json job_event_to_json(const v1::JobEvent& event) {
-  auto j = proto_to_json(event);
-  if (j.contains("state")) strip_state_prefix(j["state"]["state"]);
-  return j;
 }
 
 std::string format_duration(double seconds) {

@@ -9,22 +9,20 @@
 #include <optional>
 #include <string>
 
+#include "refinery/job_json.h"
 #include "refinery/v1/job.pb.h"
 
 namespace refinery::client {
 
-// "RUNNING" for JOB_STATE_RUNNING.
-std::string job_state_name(v1::JobState state);
+using refinery::job_event_to_json;
+using refinery::job_state_name;
+using refinery::job_to_json;
 
 // RUNNING, running or JOB_STATE_RUNNING; throws UsageError naming `flag`.
 v1::JobState parse_job_state(const std::string& text, const std::string& flag);
 
 bool job_finished(v1::JobState state);  // SUCCEEDED, FAILED or CANCELLED
 
-// Proto JSON (proto_to_json: snake_case keys, every field, 64-bit integers as
-// numbers) with states as job_state_name() writes them.
-nlohmann::ordered_json job_to_json(const v1::Job& job);
-nlohmann::ordered_json job_event_to_json(const v1::JobEvent& event);
 
 // "1:02:03"; "-" for a negative duration.
 std::string format_duration(double seconds);

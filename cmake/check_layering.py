@@ -24,8 +24,9 @@ import sys
 THIRD_PARTY = [
     (("torch/", "ATen/", "c10/", "caffe2/"), ("torch", "torch_library", "TORCH")),
     (("grpcpp/", "grpc/", "grpc++/"), ("gRPC::grpc++", "gRPC::grpc++_reflection", "refinery_proto")),
-    (("google/protobuf/",), ("protobuf::libprotobuf", "refinery_proto")),
-    (("refinery/",), ("refinery_proto",)),
+    (("google/protobuf/",), ("protobuf::libprotobuf", "refinery_proto", "refinery_proto_messages")),
+    (("refinery/grpc_code_name.h",), ("refinery_proto",)),
+    (("refinery/",), ("refinery_proto", "refinery_proto_messages")),
     (("opencv2/",), ("refinery_opencv",)),
     (("faiss/",), ("faiss",)),
     (("utf8proc.h",), ("utf8proc::utf8proc",)),
@@ -42,7 +43,7 @@ THIRD_PARTY = [
 ]
 # Project include roots: "core/...", "server/..." resolve against the
 # checkout, "support/..." and "server/test_server.h" against tests/.
-PROJECT_PREFIXES = ("core/", "server/", "client/", "tools/", "bench/", "support/")
+PROJECT_PREFIXES = ("core/", "spec/", "server/", "client/", "tools/", "bench/", "support/")
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 IFDEF_IO = re.compile(r'^\s*#\s*ifdef\s+REFINERY_HAVE_IO\b')
@@ -119,6 +120,8 @@ def main():
                         errors.append('%s: "%s" is in %s, which %s does not link' % (where, header, dep, name))
                     continue
                 for prefixes, providers in THIRD_PARTY:
+                    if header.startswith("refinery/") and header.endswith(".grpc.pb.h"):
+                        prefixes, providers = ("refinery/",), ("refinery_proto",)  # the services need gRPC
                     if header.startswith(prefixes):
                         if not any(p in links or any(l.endswith("/lib%s.so" % p) for l in links) for p in providers):
                             errors.append("%s: <%s> needs one of %s on the link line of %s"

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "fuzz_input.h"
-#include "server/jobs/job_spec.h"
+#include "spec/job_spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace refinery;

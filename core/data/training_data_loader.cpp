@@ -55,6 +55,12 @@ TrainingDataLoader::TrainingDataLoader(const CaptionDataset& dataset, const Epoc
     throw invalid_argument("data loader prefetch_batches " + std::to_string(options_.prefetch_batches) + " must be >= 0");
   if (options_.context_length < 2)
     throw invalid_argument("data loader context_length " + std::to_string(options_.context_length) + " must be >= 2");
+  if (options_.shards < 1 || options_.shard < 0 || options_.shard >= options_.shards)
+    throw invalid_argument("data loader shard " + std::to_string(options_.shard) + " of " + std::to_string(options_.shards) +
+                           " is not a shard index below the shard count");
+  if (plan_.batch_size() % options_.shards != 0)
+    throw invalid_argument("batch size " + std::to_string(plan_.batch_size()) + " does not divide into " +
+                           std::to_string(options_.shards) + " equal shards");
   if (start_step < 0 || end_step < start_step)
     throw invalid_argument("data loader steps [" + std::to_string(start_step) + ", " + std::to_string(end_step) + ") are not a range of steps >= 0");
   for (int64_t item : plan_.train_items())
@@ -99,6 +105,11 @@ void TrainingDataLoader::enqueue_step_locked(int64_t step) {
   batch->step = step;
   batch->epoch = plan_.epoch_of(step);
   batch->rows = plan_.batch(step);
+  if (options_.shards > 1) {
+    const size_t per = batch->rows.size() / static_cast<size_t>(options_.shards);
+    const auto first = batch->rows.begin() + static_cast<std::ptrdiff_t>(per * static_cast<size_t>(options_.shard));
+    batch->rows = std::vector<BatchItem>(first, first + static_cast<std::ptrdiff_t>(per));
+  }
   for (const BatchItem& r : batch->rows) {
     const CaptionedImage& item = dataset_.items.at(static_cast<size_t>(r.item));
     if (r.caption < 0 || static_cast<size_t>(r.caption) >= item.captions.size())

@@ -43,6 +43,11 @@ struct DataLoaderOptions {
   int prefetch_batches = 2;  // batches prepared ahead of the consumer (0: none)
   ImagePreprocessorOptions preprocess;  // size/mean/std from the model's config (caller fills)
   int context_length = 77;
+  // Data parallel: this loader takes slice `shard` of `shards` equal slices
+  // of every batch (rows [shard * B / shards, (shard + 1) * B / shards));
+  // the batch size must divide by `shards`.
+  int shard = 0;
+  int shards = 1;
 };
 
 // Hands out batches [start_step, end_step) of `plan` in step order. The

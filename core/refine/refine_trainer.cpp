@@ -11,6 +11,7 @@
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/data/epoch_plan.h"
 #include "core/data/training_data_loader.h"
+#include "core/distributed/process_group.h"
 #include "core/eval/alignment_metrics.h"
 #include "core/runtime/autocast_guard.h"
 #include "core/text/bpe_tokenizer.h"
@@ -56,14 +57,20 @@ struct RefineTrainer::State {
 };
 
 RefineTrainer::RefineTrainer(ClipModel base, std::shared_ptr<const CaptionDataset> data, RefineOptions options,
-                             c10::Device device, std::string checkpoint_dir)
+                             c10::Device device, std::string checkpoint_dir, ProcessGroup* group)
     : student_(std::move(base)),
       data_(std::move(data)),
       options_(std::move(options)),
       device_(device),
       checkpoint_dir_(std::move(checkpoint_dir)),
-      state_(std::make_unique<State>()) {
+      state_(std::make_unique<State>()),
+      group_(group != nullptr && group->world_size() > 1 ? group : nullptr) {
   options_.validate();
+  if (group_ && options_.batch_size % group_->world_size() != 0) {
+    throw invalid_argument("batch_size " + std::to_string(options_.batch_size) + " does not divide into " +
+                           std::to_string(group_->world_size()) + " equal slices, one per rank: use a multiple of " +
+                           std::to_string(group_->world_size()));
+  }
   if (!data_ || data_->items.empty()) throw invalid_argument("the data set has no images");
   check_training_precision(options_.precision, device_);
   bf16_ = options_.precision == TrainingPrecision::kBFloat16;
@@ -85,7 +92,8 @@ RefineTrainer::RefineTrainer(ClipModel base, std::shared_ptr<const CaptionDatase
       state_->parameters,
       AdamWOptions().beta1(options_.beta1).beta2(options_.beta2).eps(options_.eps).weight_decay(options_.weight_decay));
 
-  state_->step = std::make_unique<RefineStep>(student_, teacher_, *state_->optimizer, options_, device_, bf16_);
+  state_->step =
+      std::make_unique<RefineStep>(student_, teacher_, *state_->optimizer, options_, device_, bf16_, group_);
 
   state_->split = split_dataset(data_->items.size(), options_.val_fraction, options_.split_seed);
   std::vector<int32_t> caption_counts;
@@ -121,8 +129,73 @@ int64_t RefineTrainer::steps_per_epoch() const { return state_->plan->steps_per_
 size_t RefineTrainer::train_images() const { return state_->split.train.size(); }
 size_t RefineTrainer::val_images() const { return state_->split.val.size(); }
 
+bool RefineTrainer::writes() const { return group_ == nullptr || group_->rank() == 0; }
+
+void RefineTrainer::sum_over_ranks(std::vector<int64_t>& values) {
+  if (!group_ || values.empty()) return;
+  std::vector<at::Tensor> t = {torch::tensor(values, torch::kInt64).to(device_)};
+  group_->all_reduce_sum(t);
+  const at::Tensor cpu = t[0].to(torch::kCPU);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = cpu[static_cast<int64_t>(i)].item<int64_t>();
+}
+
+int64_t RefineTrainer::restore(const TrainerCallbacks& callbacks) {
+  State& s = *state_;
+  int64_t start_step = 0;
+  std::optional<TrainingCheckpointInfo> latest;
+  if (writes()) latest = TrainingCheckpoint::latest(checkpoint_dir_);
+  if (latest) {
+    TrainingCheckpoint::load(*latest, student_, *s.optimizer);
+    start_step = latest->step;
+    images_skipped_ = latest->images_skipped;
+    if (callbacks.on_log) {
+      callbacks.on_log("resuming from " + latest->path + " (step " + std::to_string(start_step) + " of " +
+                       std::to_string(total_steps_) + ")");
+    }
+  }
+  if (group_) {
+    // Rank 0's word: where to start, and (as DDP does) the weights, so that
+    // every rank starts from the same bits; after a checkpoint also AdamW's
+    // moments and step counts.
+    torch::NoGradGuard no_grad;
+    at::Tensor header = torch::tensor({start_step, images_skipped_, static_cast<int64_t>(latest.has_value())},
+                                      torch::kInt64)
+                            .to(device_);
+    group_->broadcast(header, 0);
+    header = header.to(torch::kCPU);
+    start_step = header[0].item<int64_t>();
+    images_skipped_ = header[1].item<int64_t>();
+    const bool resumed = header[2].item<int64_t>() != 0;
+    std::vector<AdamW::Param>& params = s.optimizer->params();
+    at::Tensor steps = torch::zeros({static_cast<int64_t>(params.size()) + 1}, torch::kInt64);
+    for (size_t i = 0; i < params.size(); ++i) steps[static_cast<int64_t>(i)] = params[i].steps;
+    steps[static_cast<int64_t>(params.size())] = s.optimizer->steps();
+    steps = steps.to(device_);
+    if (resumed) group_->broadcast(steps, 0);
+    steps = steps.to(torch::kCPU);
+    for (size_t i = 0; i < params.size(); ++i) {
+      group_->broadcast(params[i].value, 0);
+      if (!resumed) continue;
+      group_->broadcast(params[i].exp_avg, 0);
+      group_->broadcast(params[i].exp_avg_sq, 0);
+      params[i].steps = steps[static_cast<int64_t>(i)].item<int64_t>();
+    }
+    if (resumed) s.optimizer->set_steps(steps[static_cast<int64_t>(params.size())].item<int64_t>());
+    if (resumed && !writes() && callbacks.on_log) {
+      callbacks.on_log("resuming at step " + std::to_string(start_step) + " of " + std::to_string(total_steps_) +
+                       " with rank 0's checkpoint");
+    }
+  }
+  if (start_step > 0) last_checkpoint_step_ = start_step;
+  return start_step;
+}
+
 void RefineTrainer::checkpoint(int64_t step, const TrainerCallbacks& callbacks) {
   if (step == last_checkpoint_step_) return;
+  if (!writes()) {
+    last_checkpoint_step_ = step;
+    return;
+  }
   nlohmann::json extra = {{"total_steps", total_steps_}, {"method", refine_method_name(options_.objective.method)}};
   TrainingCheckpointInfo written =
       TrainingCheckpoint::save(checkpoint_dir_, step, images_skipped_, student_, *state_->optimizer, extra);
@@ -241,27 +314,27 @@ std::map<std::string, double> RefineTrainer::evaluate(const TrainerCallbacks& ca
 
 TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
   State& s = *state_;
-  int64_t start_step = 0;
-  if (auto latest = TrainingCheckpoint::latest(checkpoint_dir_)) {
-    TrainingCheckpoint::load(*latest, student_, *s.optimizer);
-    start_step = latest->step;
-    images_skipped_ = latest->images_skipped;
-    last_checkpoint_step_ = latest->step;
-    if (callbacks.on_log) {
-      callbacks.on_log("resuming from " + latest->path + " (step " + std::to_string(start_step) + " of " +
-                       std::to_string(total_steps_) + ")");
-    }
-  }
-  auto stop_requested = [&] { return callbacks.should_stop && callbacks.should_stop(); };
+  const int64_t start_step = restore(callbacks);
+  // Data parallel, the ranks stop together: each one's wish is summed with
+  // the step's counts in one small all-reduce. Evaluation runs whole on
+  // every rank (the same numbers everywhere) and does not poll mid-way.
+  TrainerCallbacks local = callbacks;
+  if (group_) local.should_stop = nullptr;
+  auto wants_stop = [&] { return callbacks.should_stop && callbacks.should_stop(); };
+  auto stop_requested = [&] {
+    std::vector<int64_t> flag = {wants_stop() ? 1 : 0};
+    sum_over_ranks(flag);
+    return flag[0] > 0;
+  };
   auto emit_eval = [&](int64_t step) {
-    std::map<std::string, double> metrics = evaluate(callbacks);
-    if (stop_requested()) return;
+    std::map<std::string, double> metrics = evaluate(local);
+    if (stop_requested()) return false;
     if (!metrics.empty() && callbacks.on_eval) callbacks.on_eval(step, metrics);
+    return true;
   };
 
   if (start_step == 0 && !s.val_paths.empty()) {
-    emit_eval(0);
-    if (stop_requested()) return TrainOutcome::kStopped;
+    if (!emit_eval(0)) return TrainOutcome::kStopped;
   }
   if (start_step >= total_steps_) return TrainOutcome::kFinished;
 
@@ -270,13 +343,17 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
   loader_options.prefetch_batches = options_.prefetch_batches;
   loader_options.preprocess = preprocess_options(student_->config());
   loader_options.context_length = static_cast<int>(student_->config().text.context_length);
+  if (group_) {
+    loader_options.shard = group_->rank();
+    loader_options.shards = group_->world_size();
+  }
   TrainingDataLoader loader(*data_, *s.plan, start_step, total_steps_, loader_options);
 
   int64_t images_seen = start_step * options_.batch_size;
   double ema_step_seconds = 0;
   student_->train();
   for (int64_t step = start_step; step < total_steps_; ++step) {
-    if (stop_requested()) {
+    if (!group_ && wants_stop()) {
       loader.stop();
       checkpoint(step, callbacks);
       return TrainOutcome::kStopped;
@@ -284,21 +361,33 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
     const auto t0 = Clock::now();
     std::optional<TrainingBatch> batch = loader.next();
     if (!batch) throw internal_error("the data loader ended before step " + std::to_string(step + 1));
-    images_seen += static_cast<int64_t>(batch->items.size() + batch->skipped.size());
-    if (!batch->skipped.empty()) {
-      images_skipped_ += static_cast<int64_t>(batch->skipped.size());
-      for (const auto& why : batch->skipped) {
-        if (callbacks.on_log) callbacks.on_log("image skipped: " + why);
-      }
+    const int64_t local_rows = batch->pixels.defined() ? batch->pixels.size(0) : 0;
+    // {stop, rows, images skipped}: this rank's, then the sums.
+    std::vector<int64_t> counts = {group_ && wants_stop() ? 1 : 0, local_rows,
+                                   static_cast<int64_t>(batch->skipped.size())};
+    const double comm_before = group_ ? group_->stats().seconds : 0.0;
+    sum_over_ranks(counts);
+    if (counts[0] > 0) {
+      loader.stop();
+      checkpoint(step, callbacks);
+      return TrainOutcome::kStopped;
+    }
+    const int64_t rows = counts[1], skipped = counts[2];
+    images_seen += rows + skipped;
+    for (const auto& why : batch->skipped) {
+      if (callbacks.on_log) callbacks.on_log("image skipped: " + why);
+    }
+    if (skipped > 0) {
+      images_skipped_ += skipped;
       const double allowed = std::max(10.0, options_.max_skipped_fraction * static_cast<double>(images_seen));
       if (static_cast<double>(images_skipped_) > allowed) {
         std::ostringstream m;
         m << images_skipped_ << " of " << images_seen << " images failed to decode (more than "
-          << options_.max_skipped_fraction * 100 << "% and 10); last: " << batch->skipped.back();
+          << options_.max_skipped_fraction * 100 << "% and 10)";
+        if (!batch->skipped.empty()) m << "; last: " << batch->skipped.back();
         throw invalid_argument(m.str());
       }
     }
-    const int64_t rows = batch->pixels.defined() ? batch->pixels.size(0) : 0;
     StepReport report;
     report.step = step + 1;
     report.total_steps = total_steps_;
@@ -309,7 +398,13 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
     report.loss = report.loss_rafa = report.loss_hycd = report.loss_contrastive = report.loss_align =
         std::numeric_limits<double>::quiet_NaN();
     if (rows > 0) {
-      const StepLosses losses = s.step->run(batch->pixels, batch->tokens, step, report.lr);
+      at::Tensor pixels = batch->pixels, tokens = batch->tokens;
+      if (!pixels.defined()) {  // every image of this rank's slice failed; the others' rows still train
+        const int64_t size = loader_options.preprocess.size;
+        pixels = torch::empty({0, 3, size, size}, torch::kFloat32);
+        tokens = torch::zeros({0, loader_options.context_length}, torch::kInt64);
+      }
+      const StepLosses losses = s.step->run(pixels, tokens, step, report.lr);
       report.loss = losses.total;
       report.loss_rafa = losses.rafa;
       report.loss_hycd = losses.hycd;
@@ -320,6 +415,7 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
                                " (lower the learning rate, or use fp32)");
       }
     }
+    if (group_) report.communication_seconds = group_->stats().seconds - comm_before;
     report.step_seconds = seconds_since(t0);
     report.samples_per_second = report.step_seconds > 0 ? static_cast<double>(rows) / report.step_seconds : 0;
     ema_step_seconds = step == start_step ? report.step_seconds : 0.8 * ema_step_seconds + 0.2 * report.step_seconds;
@@ -330,7 +426,7 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
     const int64_t done = step + 1;
     if (callbacks.on_epoch_end && done % steps_per_epoch() == 0 && done < total_steps_) {
       callbacks.on_epoch_end(static_cast<int32_t>(done / steps_per_epoch()), done);
-      if (stop_requested()) {
+      if (group_ ? stop_requested() : wants_stop()) {
         loader.stop();
         checkpoint(done, callbacks);
         return TrainOutcome::kStopped;
@@ -340,12 +436,15 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
       checkpoint(done, callbacks);
     }
     if (options_.eval_every > 0 && done % options_.eval_every == 0 && done < total_steps_ && !s.val_paths.empty()) {
-      emit_eval(done);
+      if (!emit_eval(done)) {
+        loader.stop();
+        checkpoint(done, callbacks);
+        return TrainOutcome::kStopped;
+      }
     }
   }
   if (!s.val_paths.empty()) {
-    emit_eval(total_steps_);
-    if (stop_requested()) {
+    if (!emit_eval(total_steps_)) {
       checkpoint(total_steps_, callbacks);
       return TrainOutcome::kStopped;
     }

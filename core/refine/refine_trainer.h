@@ -20,22 +20,30 @@
 
 namespace refinery {
 
+class ProcessGroup;
+
 // One optimizer step. Losses are those of the step's forward pass, before
 // its update; a loss the method does not use is NaN.
 struct StepReport {
   int64_t step = 0;         // steps done, this one included (1-based)
   int64_t total_steps = 0;
   int epoch = 0;            // 0-based
-  int64_t batch_rows = 0;   // pairs in the batch (less than the batch size when images were skipped)
+  int64_t batch_rows = 0;   // pairs in the (global) batch (less than the batch size when images were skipped)
   double loss = 0, loss_rafa = 0, loss_hycd = 0, loss_contrastive = 0, loss_align = 0;
   double lr = 0;
   double samples_per_second = 0;  // this step, data wait included
   double data_seconds = 0;        // time the step waited for its batch
   double step_seconds = 0;
+  double communication_seconds = 0;  // in collectives (data parallel)
   double eta_seconds = 0;
   int64_t images_skipped = 0;     // so far in this run, resumed part included
 };
 
+// Data parallel, every rank calls every callback with the global values
+// (losses, rows, skipped images), except on_checkpoint, which only the rank
+// that writes (0) calls, and on_log, which tells each rank's own news.
+// should_stop is polled on every rank; any rank's true stops them all at the
+// same step.
 struct TrainerCallbacks {
   std::function<void(const StepReport&)> on_step;
   // After `step` steps (0 = the base model, before any update).
@@ -62,8 +70,16 @@ class RefineTrainer {
   // `checkpoint_dir`; when it already holds one, run() resumes from the
   // newest. INVALID_ARGUMENT for bad options or a data set too small for
   // the batch size.
+  //
+  // With a `group` of W > 1 ranks (data parallel; it must outlive the
+  // trainer), every rank constructs its trainer with the same base, data and
+  // options; each loads and runs its 1/W of every batch, and the steps equal
+  // one process's on the whole batch (refine_step.h). Rank 0 alone writes
+  // checkpoints into `checkpoint_dir`; it resumes from its newest, whatever
+  // W wrote it, and hands the weights and optimizer state to the others, so
+  // only rank 0 needs the folder. The batch size must divide by W.
   RefineTrainer(ClipModel base, std::shared_ptr<const CaptionDataset> data, RefineOptions options,
-                c10::Device device, std::string checkpoint_dir);
+                c10::Device device, std::string checkpoint_dir, ProcessGroup* group = nullptr);
   ~RefineTrainer();
 
   int64_t total_steps() const { return total_steps_; }
@@ -88,6 +104,12 @@ class RefineTrainer {
  private:
   struct State;
   void checkpoint(int64_t step, const TrainerCallbacks& callbacks);
+  // Where run() starts: rank 0's newest checkpoint, its weights and
+  // optimizer state given to every rank.
+  int64_t restore(const TrainerCallbacks& callbacks);
+  // Sums `values` over the ranks (in place; nothing without a group).
+  void sum_over_ranks(std::vector<int64_t>& values);
+  bool writes() const;  // rank 0, or no group
 
   ClipModel student_{nullptr};
   ClipModel teacher_{nullptr};
@@ -101,6 +123,7 @@ class RefineTrainer {
   int64_t last_checkpoint_step_ = -1;
   std::map<std::string, double> last_metrics_;
   std::unique_ptr<State> state_;
+  ProcessGroup* group_ = nullptr;  // null, or W > 1 ranks
 };
 
 }  // namespace refinery

@@ -22,10 +22,11 @@
 #include "server/jobs/job_metrics.h"
 #include "server/jobs/model_evaluation.h"
 #include "server/jobs/sweep_grid.h"
-#include "server/jobs/job_spec.h"
-#include "server/store/job_store.h"
 #include "server/models/model_registry.h"
 #include "server/runtime/log.h"
+#include "server/store/job_store.h"
+#include "spec/job_events.h"
+#include "spec/job_spec.h"
 
 namespace fs = std::filesystem;
 
@@ -52,8 +53,6 @@ const char* state_name(v1::JobState s) {
     default: return "UNSPECIFIED";
   }
 }
-
-double finite_or_zero(double v) { return std::isfinite(v) ? v : 0.0; }
 
 bool is_eval_job(const v1::Job& job) { return job.spec().kind() == v1::JOB_KIND_EVAL; }
 
@@ -183,22 +182,9 @@ std::optional<v1::Job> JobManager::transition(const std::string& id,
   return job;
 }
 
-namespace {
-
-v1::JobEvent state_event(v1::JobState state, const std::string& message) {
-  v1::JobEvent event;
-  event.mutable_state()->set_state(state);
-  event.mutable_state()->set_message(message);
-  return event;
-}
-
-}  // namespace
-
 v1::Job JobManager::set_state(const std::string& id, v1::JobState state, const std::string& message,
                               const std::function<void(v1::Job&)>& also) {
-  v1::JobEvent event;
-  event.mutable_state()->set_state(state);
-  event.mutable_state()->set_message(message);
+  v1::JobEvent event = state_event(state, message);
   v1::Job job = update(id, [&](v1::Job& j) {
     j.set_state(state);
     if (also) also(j);
@@ -810,21 +796,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
     cb.should_stop = stopping;
     cb.on_log = [&](const std::string& m) { log_info("job %s: %s", id.c_str(), m.c_str()); };
     cb.on_step = [&](const StepReport& r) {
-      v1::JobEvent event;
-      v1::StepEvent* s = event.mutable_step();
-      s->set_step(r.step);
-      s->set_total_steps(r.total_steps);
-      s->set_epoch(r.epoch);
-      s->set_loss(finite_or_zero(r.loss));
-      s->set_loss_rafa(finite_or_zero(r.loss_rafa));
-      s->set_loss_hycd(finite_or_zero(r.loss_hycd));
-      s->set_loss_contrastive(finite_or_zero(r.loss_contrastive));
-      s->set_loss_align(finite_or_zero(r.loss_align));
-      s->set_lr(r.lr);
-      s->set_samples_per_second(r.samples_per_second);
-      s->set_data_seconds(r.data_seconds);
-      s->set_eta_seconds(r.eta_seconds);
-      s->set_images_skipped(r.images_skipped);
+      v1::JobEvent event = step_event(r);
       update(id, [&](v1::Job& j) {
         j.set_step(r.step);
         j.set_total_steps(r.total_steps);
@@ -837,9 +809,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
       skipped_reported = r.images_skipped;
     };
     cb.on_eval = [&](int64_t step, const std::map<std::string, double>& m) {
-      v1::JobEvent event;
-      event.mutable_eval()->set_step(step);
-      for (const auto& [k, v] : m) (*event.mutable_eval()->mutable_metrics())[k] = v;
+      v1::JobEvent event = eval_event(step, m);
       update(id, [&](v1::Job& j) {
         j.mutable_metrics()->clear();
         for (const auto& [k, v] : m) (*j.mutable_metrics())[k] = v;
@@ -849,9 +819,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
     cb.on_checkpoint = [&](const TrainingCheckpointInfo& written, const std::vector<TrainingCheckpointInfo>& removed) {
       store_->add_checkpoint(id, CheckpointRecord{written.step, written.path, now_ms()});
       for (const auto& r : removed) store_->remove_checkpoint(id, r.step);
-      v1::JobEvent event;
-      event.mutable_checkpoint()->set_step(written.step);
-      event.mutable_checkpoint()->set_path(written.path);
+      v1::JobEvent event = checkpoint_event(written);
       update(id, [](v1::Job&) {}, &event);
     };
 
@@ -889,9 +857,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
       }
       const std::string ref = register_trained(job, trainer, epoch_model_name(spec.name(), epoch),
                                                id + "-epoch-" + std::to_string(epoch), epoch, {}, base_report);
-      v1::JobEvent event;
-      event.mutable_result()->set_model(ref);
-      event.mutable_result()->set_epoch(epoch);
+      v1::JobEvent event = result_event(ref, epoch);
       update(id, [&](v1::Job& j) {
         v1::EpochResult* r = j.add_epoch_results();
         r->set_epoch(epoch);
@@ -905,8 +871,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
     if (trainer.run(cb) == TrainOutcome::kStopped) throw Error(ErrorCode::kCancelled, "training stopped");
 
     result_ref = register_trained(job, trainer, spec.name(), id, spec.epochs(), trainer.last_metrics(), base_report);
-    v1::JobEvent result;
-    result.mutable_result()->set_model(result_ref);
+    v1::JobEvent result = result_event(result_ref);
     update(id, [&](v1::Job& j) { j.set_result_model(result_ref); }, &result);
     log_info("job %s: model %s registered", id.c_str(), result_ref.c_str());
     // The model is saved; the training checkpoints are no longer needed.

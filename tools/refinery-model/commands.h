@@ -30,5 +30,6 @@ void add_match_command(CLI::App& app, Command& command);
 void add_eval_command(CLI::App& app, Command& command);
 void add_compare_command(CLI::App& app, Command& command);
 void add_make_data_command(CLI::App& app, Command& command);
+void add_refine_command(CLI::App& app, Command& command);
 
 }  // namespace refinery::model_tool

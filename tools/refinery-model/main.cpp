@@ -1,6 +1,6 @@
 // refinery-model: offline tool for people holding a CLIP checkpoint.
 // Subcommands: info, convert, tokenize, preprocess, embed, match, eval,
-// compare, bench, init, one file each (commands.h).
+// compare, bench, init, make-data, refine, one file each (commands.h).
 #include <c10/util/Exception.h>
 
 #include <CLI/CLI.hpp>
@@ -37,6 +37,7 @@ int run(int argc, char** argv) {
   add_eval_command(app, command);
   add_compare_command(app, command);
   add_make_data_command(app, command);
+  add_refine_command(app, command);
 #endif
 
 #ifdef REFINERY_HAVE_IO

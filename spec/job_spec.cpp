@@ -1,4 +1,4 @@
-#include "server/jobs/job_spec.h"
+#include "spec/job_spec.h"
 
 #include <set>
 
