@@ -227,6 +227,14 @@ int run_refine(const RefineParams& p, CommonParams common) {
     throw;
   }
   bar.finish();
+  if (group) {
+    const CollectiveStats c = group->stats();
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "collectives: %.3g GB summed, %.3g MB gathered, %.3g GB broadcast in %lld calls, %.1f s",
+                  static_cast<double>(c.all_reduce_bytes) / 1e9, static_cast<double>(c.all_gather_bytes) / 1e6,
+                  static_cast<double>(c.broadcast_bytes) / 1e9, static_cast<long long>(c.calls), c.seconds);
+    log(buf);
+  }
   if (outcome == TrainOutcome::kStopped) {
     const std::string m = "stopped by a signal with a checkpoint in " + checkpoint_dir +
                           "; the same command resumes from it";
