@@ -56,4 +56,22 @@ v1::JobEvent result_event(const std::string& model, int32_t epoch) {
   return event;
 }
 
+StepReport step_report(const v1::StepEvent& s) {
+  StepReport r;
+  r.step = s.step();
+  r.total_steps = s.total_steps();
+  r.epoch = s.epoch();
+  r.loss = s.loss();
+  r.loss_rafa = s.loss_rafa();
+  r.loss_hycd = s.loss_hycd();
+  r.loss_contrastive = s.loss_contrastive();
+  r.loss_align = s.loss_align();
+  r.lr = s.lr();
+  r.samples_per_second = s.samples_per_second();
+  r.data_seconds = s.data_seconds();
+  r.eta_seconds = s.eta_seconds();
+  r.images_skipped = s.images_skipped();
+  return r;
+}
+
 }  // namespace refinery

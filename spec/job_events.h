@@ -18,4 +18,7 @@ v1::JobEvent checkpoint_event(const TrainingCheckpointInfo& written);
 v1::JobEvent state_event(v1::JobState state, const std::string& message);
 v1::JobEvent result_event(const std::string& model, int32_t epoch = 0);
 
+// The report a step event was made from (losses the event has as 0 stay 0).
+StepReport step_report(const v1::StepEvent& event);
+
 }  // namespace refinery

@@ -10,6 +10,7 @@ namespace {
 
 constexpr int32_t kCpuMicroBatch = 32;
 constexpr double kPretrainLr = 5e-4;
+constexpr int32_t kMaxWorkers = 64;
 const std::set<std::string> kExtraKeys = {"rafa_shared", "contrastive_normalize"};
 
 bool parse_bool(const std::string& key, const std::string& value) {
@@ -72,6 +73,32 @@ v1::JobSpec with_defaults(const v1::JobSpec& in, int64_t default_checkpoint_ever
   }
   if (s.max_steps() < 0) throw invalid_argument("invalid max_steps " + std::to_string(s.max_steps()) + ": must not be negative");
   if (s.data_workers() < 0) throw invalid_argument("invalid data_workers " + std::to_string(s.data_workers()));
+  if (s.workers() < 0 || s.workers() > kMaxWorkers) {
+    throw invalid_argument("invalid workers " + std::to_string(s.workers()) + ": from 1 to " + std::to_string(kMaxWorkers));
+  }
+  if (s.workers() > 1) {
+    if (s.batch_size() % s.workers() != 0) {
+      throw invalid_argument("batch_size " + std::to_string(s.batch_size()) + " does not divide into " +
+                             std::to_string(s.workers()) + " workers' equal slices: use a multiple of " +
+                             std::to_string(s.workers()));
+    }
+    if (!s.eval_at_epochs().empty()) {
+      throw invalid_argument("eval_at_epochs is not supported with workers yet: run the epochs as separate jobs");
+    }
+  }
+  if (!s.devices().empty()) {
+    if (s.workers() < 2) throw invalid_argument("devices '" + s.devices() + "' is for jobs with workers (2 or more)");
+    const std::vector<std::string> devices = split_devices(s.devices());
+    if (static_cast<int>(devices.size()) != s.workers()) {
+      throw invalid_argument("devices '" + s.devices() + "' names " + std::to_string(devices.size()) +
+                             " devices for " + std::to_string(s.workers()) + " workers: give one per worker");
+    }
+    for (const auto& d : devices) {
+      if (d != "cpu" && d.rfind("cuda", 0) != 0) {
+        throw invalid_argument("devices: '" + d + "' is not cpu, cuda or cuda:N");
+      }
+    }
+  }
   refine_options_from_spec(s).validate();
   return s;
 }
@@ -107,6 +134,22 @@ RefineOptions refine_options_from_spec(const v1::JobSpec& s) {
   it = s.extra().find("contrastive_normalize");
   if (it != s.extra().end()) o.objective.contrastive.normalize = parse_bool(it->first, it->second);
   return o;
+}
+
+std::vector<std::string> split_devices(const std::string& devices) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (begin <= devices.size()) {
+    size_t end = devices.find(',', begin);
+    if (end == std::string::npos) end = devices.size();
+    std::string d = devices.substr(begin, end - begin);
+    d.erase(0, d.find_first_not_of(' '));
+    d.erase(d.find_last_not_of(' ') + 1);
+    if (d.empty()) throw invalid_argument("devices '" + devices + "' has an empty entry");
+    out.push_back(d);
+    begin = end + 1;
+  }
+  return out;
 }
 
 std::string derived_model_name(const std::string& base_name, const std::string& method) {

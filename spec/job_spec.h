@@ -3,6 +3,7 @@
 // default filled in, so `jobs show` tells exactly what ran.
 #pragma once
 #include <string>
+#include <vector>
 #include "core/train/refine_options.h"
 #include "refinery/v1/job.pb.h"
 
@@ -15,6 +16,9 @@ v1::JobSpec with_defaults(const v1::JobSpec& spec, int64_t default_checkpoint_ev
 RefineOptions refine_options_from_spec(const v1::JobSpec& spec);
 // "vit-b-32" + clip-refine -> "vit-b-32-refined"; other methods append their name.
 std::string derived_model_name(const std::string& base_name, const std::string& method);
+
+// "cuda:0, cuda:1" -> {"cuda:0", "cuda:1"} (JobSpec.devices).
+std::vector<std::string> split_devices(const std::string& devices);
 
 // The model a refine job takes at the end of epoch E (JobSpec.eval_at_epochs):
 // "NAME-epoch-E".

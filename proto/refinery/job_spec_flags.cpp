@@ -59,6 +59,8 @@ const std::map<std::string, std::string>& field_help() {
       {"keep_checkpoints", "Checkpoints kept on disk (default 3)"},
       {"micro_batch_size", "Pairs per forward/backward pass within a step (default: all on CUDA, 32 on CPU)"},
       {"init", "random: pre-train a fresh --arch from scratch with the CLIP loss (no --base; lr 5e-4, cosine)"},
+      {"workers", "Train as N processes on the server's host, data parallel over c10d (batch divisible by N)"},
+      {"devices", "With --workers: one device per worker, cuda:0,cuda:1,... (default: the server's)"},
       {"arch", "With --init random: a built-in architecture (tiny, ViT-B-32, ViT-B-16, ...)"},
   };
   return help;

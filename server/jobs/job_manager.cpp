@@ -5,9 +5,13 @@
 #include <filesystem>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <torch/torch.h>
 
+#include <google/protobuf/util/json_util.h>
+
+#include "core/base/atomic_file.h"
 #include "core/base/clock.h"
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
@@ -22,7 +26,9 @@
 #include "server/jobs/job_metrics.h"
 #include "server/jobs/model_evaluation.h"
 #include "server/jobs/sweep_grid.h"
+#include "server/jobs/worker_group.h"
 #include "server/models/model_registry.h"
+#include "refinery/proto_json.h"
 #include "server/runtime/log.h"
 #include "server/store/job_store.h"
 #include "spec/job_events.h"
@@ -711,7 +717,7 @@ void JobManager::run_eval_job(const v1::Job& job, const std::function<bool()>& s
   log_info("job %s succeeded: suite '%s' on %s", id.c_str(), report.suite().c_str(), model.ref().c_str());
 }
 
-std::string JobManager::register_trained(const v1::Job& job, RefineTrainer& trainer, const std::string& name,
+std::string JobManager::register_trained(const v1::Job& job, ClipModel& trained, const std::string& name,
                                          const std::string& file, int32_t epochs,
                                          const std::map<std::string, double>& metrics,
                                          const v1::EvalReport& base_report) {
@@ -742,8 +748,109 @@ std::string JobManager::register_trained(const v1::Job& job, RefineTrainer& trai
   write_options.metadata["refinery.job"] = job.id();
   write_options.metadata["refinery.base_model"] = lineage.base_model;
   write_options.metadata["refinery.method"] = spec.method();
-  CheckpointWriter::write_safetensors(trainer.student(), path, write_options);
+  CheckpointWriter::write_safetensors(trained, path, write_options);
   return models_.import(path, name, "", /*make_default=*/false, lineage).ref();
+}
+
+void JobManager::record_step(const std::string& id, const StepReport& r, int64_t& skipped_reported) {
+  v1::JobEvent event = step_event(r);
+  update(id, [&](v1::Job& j) {
+    j.set_step(r.step);
+    j.set_total_steps(r.total_steps);
+    j.set_epoch(r.epoch);
+  }, &event);
+  if (metrics_ != nullptr) {
+    metrics_->record_step(id, r);
+    if (r.images_skipped > skipped_reported) metrics_->record_images_skipped(r.images_skipped - skipped_reported);
+  }
+  skipped_reported = r.images_skipped;
+}
+
+void JobManager::record_eval(const std::string& id, int64_t step, const std::map<std::string, double>& m) {
+  v1::JobEvent event = eval_event(step, m);
+  update(id, [&](v1::Job& j) {
+    j.mutable_metrics()->clear();
+    for (const auto& [k, v] : m) (*j.mutable_metrics())[k] = v;
+  }, &event);
+  if (metrics_ != nullptr) metrics_->record_eval(id, m);
+}
+
+void JobManager::record_checkpoint(const std::string& id, const TrainingCheckpointInfo& written) {
+  store_->add_checkpoint(id, CheckpointRecord{written.step, written.path, now_ms()});
+  v1::JobEvent event = checkpoint_event(written);
+  update(id, [](v1::Job&) {}, &event);
+}
+
+std::string JobManager::train_on_workers(const v1::Job& job, const std::string& base_path,
+                                         const std::string& base_config, const std::string& checkpoint_dir,
+                                         const v1::EvalReport& base_report, const std::function<bool()>& stopping) {
+  const std::string& id = job.id();
+  const v1::JobSpec& spec = job.spec();
+  const std::string dir = job_dir(id);
+  fs::create_directories(dir);
+  // What the workers run: the job's spec with the base model's file for its
+  // name; evaluation suites and registration stay with the server.
+  v1::JobSpec worker_spec = spec;
+  if (!base_path.empty()) worker_spec.set_base_model(base_path);
+  for (const char* field : {"name", "eval_suite", "eval_at_epochs", "workers", "devices", "kind", "model"}) {
+    worker_spec.GetReflection()->ClearField(&worker_spec, v1::JobSpec::descriptor()->FindFieldByName(field));
+  }
+  const std::string spec_path = dir + "/worker-spec.json";
+  write_file_atomically(spec_path, proto_to_json(worker_spec).dump(2) + "\n");
+  const std::string output = dir + "/worker-output.safetensors";
+
+  WorkerGroupOptions o;
+  o.program = find_worker_program();
+  o.workers = spec.workers();
+  o.args = {"--file", spec_path, "--output", output, "--checkpoint-dir", checkpoint_dir, "--dist-timeout", "120"};
+  if (!base_config.empty()) o.args.insert(o.args.end(), {"--model-config", base_config});
+  if (spec.devices().empty()) {
+    o.args.insert(o.args.end(), {"--device", options_.device});
+  } else {
+    o.devices = split_devices(spec.devices());
+  }
+  o.threads_per_worker = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / o.workers);
+  o.log_dir = dir;
+  log_info("job %s running on %d worker processes (%s, logs in %s/worker-*.log)", id.c_str(), o.workers,
+           spec.devices().empty() ? options_.device.c_str() : spec.devices().c_str(), dir.c_str());
+
+  int64_t skipped_reported = 0;
+  std::map<std::string, double> last_metrics;
+  const auto on_event = [&](const nlohmann::json& e) {
+    if (e.contains("step")) {
+      v1::StepEvent step;
+      const auto status = google::protobuf::util::JsonStringToMessage(e.at("step").dump(), &step);
+      if (!status.ok()) throw internal_error("a worker's step event: " + std::string(status.message()));
+      record_step(id, step_report(step), skipped_reported);
+    } else if (e.contains("eval")) {
+      const auto& ev = e.at("eval");
+      std::map<std::string, double> m = ev.at("metrics").get<std::map<std::string, double>>();
+      last_metrics = m;
+      record_eval(id, ev.at("step").get<int64_t>(), m);
+    } else if (e.contains("checkpoint")) {
+      TrainingCheckpointInfo written;
+      written.step = e.at("checkpoint").at("step").get<int64_t>();
+      written.path = e.at("checkpoint").at("path").get<std::string>();
+      record_checkpoint(id, written);
+      // The workers prune their own folders; their records go with them.
+      for (const auto& c : store_->checkpoints(id)) {
+        if (!fs::exists(c.path)) store_->remove_checkpoint(id, c.step);
+      }
+    } else if (e.contains("state")) {
+      const auto& st = e.at("state");
+      log_info("job %s: workers: %s %s", id.c_str(), st.value("state", "").c_str(), st.value("message", "").c_str());
+    }
+  };
+  if (WorkerGroup::run(o, on_event, stopping) == WorkerOutcome::kStopped) {
+    throw Error(ErrorCode::kCancelled, "training stopped");
+  }
+  CheckpointReadOptions read_options;
+  read_options.model_config_path = base_config;
+  ClipModel trained = CheckpointReader::load_model(output, read_options);
+  const std::string ref = register_trained(job, trained, spec.name(), id, spec.epochs(), last_metrics, base_report);
+  std::error_code ec;
+  fs::remove(output, ec);
+  return ref;
 }
 
 void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>& stopping) {
@@ -755,6 +862,8 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
   std::string result_ref = job.result_model();
   if (result_ref.empty()) {
     v1::EvalReport base_report = job.base_eval_report();
+    const bool on_workers = spec.workers() > 1;
+    std::string base_path, base_config;  // workers load the base themselves
     ClipModel model{nullptr};
     if (from_scratch) {
       // Pre-training: CLIP's initialisation, seeded; the weights of a
@@ -778,10 +887,17 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
         }
         update(id, [&](v1::Job& j) { *j.mutable_base_eval_report() = base_report; }, nullptr);
       }
-      CheckpointReadOptions read_options;
-      read_options.model_config_path = base.model_config_path;
-      model = CheckpointReader::load_model(base.path, read_options);
+      base_path = base.path;
+      base_config = base.model_config_path;
+      if (!on_workers) {
+        CheckpointReadOptions read_options;
+        read_options.model_config_path = base.model_config_path;
+        model = CheckpointReader::load_model(base.path, read_options);
+      }
     }
+    if (on_workers) {
+      result_ref = train_on_workers(job, base_path, base_config, checkpoint_dir, base_report, stopping);
+    } else {
     auto data = std::make_shared<CaptionDataset>(load_caption_dataset(spec.data(), data_options()));
     const RefineOptions options = refine_options_from_spec(spec);
     const c10::Device device = resolve_device(options_.device);
@@ -795,32 +911,11 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
     TrainerCallbacks cb;
     cb.should_stop = stopping;
     cb.on_log = [&](const std::string& m) { log_info("job %s: %s", id.c_str(), m.c_str()); };
-    cb.on_step = [&](const StepReport& r) {
-      v1::JobEvent event = step_event(r);
-      update(id, [&](v1::Job& j) {
-        j.set_step(r.step);
-        j.set_total_steps(r.total_steps);
-        j.set_epoch(r.epoch);
-      }, &event);
-      if (metrics_ != nullptr) {
-        metrics_->record_step(id, r);
-        if (r.images_skipped > skipped_reported) metrics_->record_images_skipped(r.images_skipped - skipped_reported);
-      }
-      skipped_reported = r.images_skipped;
-    };
-    cb.on_eval = [&](int64_t step, const std::map<std::string, double>& m) {
-      v1::JobEvent event = eval_event(step, m);
-      update(id, [&](v1::Job& j) {
-        j.mutable_metrics()->clear();
-        for (const auto& [k, v] : m) (*j.mutable_metrics())[k] = v;
-      }, &event);
-      if (metrics_ != nullptr) metrics_->record_eval(id, m);
-    };
+    cb.on_step = [&](const StepReport& r) { record_step(id, r, skipped_reported); };
+    cb.on_eval = [&](int64_t step, const std::map<std::string, double>& m) { record_eval(id, step, m); };
     cb.on_checkpoint = [&](const TrainingCheckpointInfo& written, const std::vector<TrainingCheckpointInfo>& removed) {
-      store_->add_checkpoint(id, CheckpointRecord{written.step, written.path, now_ms()});
       for (const auto& r : removed) store_->remove_checkpoint(id, r.step);
-      v1::JobEvent event = checkpoint_event(written);
-      update(id, [](v1::Job&) {}, &event);
+      record_checkpoint(id, written);
     };
 
     // Models taken at the end of listed epochs. One registered by an earlier
@@ -855,7 +950,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
         if (!r.has_eval_report()) evaluate_epoch_model(epoch, r.model());
         return;
       }
-      const std::string ref = register_trained(job, trainer, epoch_model_name(spec.name(), epoch),
+      const std::string ref = register_trained(job, trainer.student(), epoch_model_name(spec.name(), epoch),
                                                id + "-epoch-" + std::to_string(epoch), epoch, {}, base_report);
       v1::JobEvent event = result_event(ref, epoch);
       update(id, [&](v1::Job& j) {
@@ -870,7 +965,9 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
 
     if (trainer.run(cb) == TrainOutcome::kStopped) throw Error(ErrorCode::kCancelled, "training stopped");
 
-    result_ref = register_trained(job, trainer, spec.name(), id, spec.epochs(), trainer.last_metrics(), base_report);
+    result_ref =
+        register_trained(job, trainer.student(), spec.name(), id, spec.epochs(), trainer.last_metrics(), base_report);
+    }
     v1::JobEvent result = result_event(result_ref);
     update(id, [&](v1::Job& j) { j.set_result_model(result_ref); }, &result);
     log_info("job %s: model %s registered", id.c_str(), result_ref.c_str());

@@ -23,6 +23,7 @@
 
 #include "core/base/path_roots.h"
 #include "core/data/caption_dataset.h"
+#include "core/refine/refine_trainer.h"
 #include "refinery/v1/job.pb.h"
 
 namespace refinery {
@@ -94,9 +95,18 @@ class JobManager {
   // events, and keeps the report in the model's lineage.
   v1::EvalReport evaluate_in_job(const std::string& id, const ModelEntry& model, const std::string& suite_json,
                                  const std::string& phase, const std::function<bool()>& stopping);
-  // Writes the trainer's weights to data_dir/models/FILE.safetensors and
+  // A refine job's training as spec.workers() processes (worker_group.h):
+  // their events become the job's; returns the registered result's ref.
+  std::string train_on_workers(const v1::Job& job, const std::string& base_path, const std::string& base_config,
+                               const std::string& checkpoint_dir, const v1::EvalReport& base_report,
+                               const std::function<bool()>& stopping);
+  // The job's step, evaluation and checkpoint reports: its events, state and metrics.
+  void record_step(const std::string& id, const StepReport& r, int64_t& skipped_reported);
+  void record_eval(const std::string& id, int64_t step, const std::map<std::string, double>& m);
+  void record_checkpoint(const std::string& id, const TrainingCheckpointInfo& written);
+  // Writes the trained weights to data_dir/models/FILE.safetensors and
   // registers them as `name`, with the job's lineage after `epochs` epochs.
-  std::string register_trained(const v1::Job& job, RefineTrainer& trainer, const std::string& name,
+  std::string register_trained(const v1::Job& job, ClipModel& trained, const std::string& name,
                                const std::string& file, int32_t epochs, const std::map<std::string, double>& metrics,
                                const v1::EvalReport& base_report);
   void job_stopped(const std::string& id, bool cancelled);  // cancelled, or left RUNNING for the next start

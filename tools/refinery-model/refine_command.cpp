@@ -142,6 +142,10 @@ int run_refine(const RefineParams& p, CommonParams common) {
     throw invalid_argument("refine: give --base CKPT (or \"base_model\" in --file), or --init random --arch ARCH");
   }
   if (raw.data().empty()) throw invalid_argument("refine: give --data SPEC (or \"data\" in --file)");
+  if (raw.workers() > 1 || !raw.devices().empty()) {
+    throw invalid_argument("refine: --workers and --devices are for server jobs; here start one process per rank, "
+                           "e.g. torchrun --nproc-per-node N --no-python refinery-model refine ...");
+  }
   if (!raw.eval_suite().empty() || raw.eval_at_epochs_size() > 0) {
     throw invalid_argument(
         "refine: --eval-suite and --eval-at-epochs belong to server jobs; run `refinery-model eval` on the output");
