@@ -22,6 +22,7 @@ PACKAGES=(
   clang libclang-rt-14-dev   # libFuzzer with ASan + UBSan (fuzz/, scripts/fuzz.sh)
   openssl curl            # certificates and scrapes in the e2e tests
   python3-grpcio python3-protobuf python3-numpy   # the Python client's tests (clients/python)
+  python3-yaml python3-jsonschema   # the offline schema check of deploy/k8s
 )
 
 missing=()
