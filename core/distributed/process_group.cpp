@@ -1,5 +1,6 @@
 #include "core/distributed/process_group.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 #if defined(REFINERY_HAVE_GLOO)
@@ -65,6 +66,8 @@ DistributedOptions distributed_options_from_env(DistributedOptions d) {
   d.local_rank = env_int("LOCAL_RANK", d.local_rank, 0, 1 << 16);
   d.master_addr = env_or("MASTER_ADDR", d.master_addr);
   d.master_port = env_int("MASTER_PORT", d.master_port, 1, 65535);
+  d.agent_store = env_or("TORCHELASTIC_USE_AGENT_STORE", "") == "True";
+  d.restart_count = env_int("TORCHELASTIC_RESTART_COUNT", d.restart_count, 0, 1 << 30);
   if (d.rank >= d.world_size) {
     throw invalid_argument("RANK " + std::to_string(d.rank) + " is not below WORLD_SIZE " + std::to_string(d.world_size));
   }
@@ -127,11 +130,16 @@ ProcessGroup::ProcessGroup(const DistributedOptions& options, c10::Device device
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(options_.master_port);
-    so.isServer = options_.rank == 0;
+    so.isServer = options_.rank == 0 && !options_.agent_store;
     so.numWorkers = static_cast<size_t>(options_.world_size);
     so.waitWorkers = true;
     so.timeout = timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(options_.master_addr, so);
+    if (options_.agent_store) {
+      // The agent's store outlives restarts: each attempt's keys apart.
+      impl_->store = c10::make_intrusive<c10d::PrefixStore>(
+          "/worker/attempt_" + std::to_string(options_.restart_count), impl_->store);
+    }
   } catch (const std::exception& e) {
     throw unavailable("rank " + std::to_string(options_.rank) + " of " + std::to_string(options_.world_size) +
                       " could not meet the others at " + options_.master_addr + ":" +

@@ -26,10 +26,17 @@ struct DistributedOptions {
   int master_port = 29500;
   std::string backend = "auto";  // gloo | nccl | auto (nccl on CUDA, else gloo)
   int timeout_s = 300;           // a collective that waits longer fails (a lost rank)
+  // torchrun's agent already serves the store at MASTER_ADDR:MASTER_PORT
+  // (TORCHELASTIC_USE_AGENT_STORE=True): every rank joins it as a client,
+  // under the prefix of the agent's restart (TORCHELASTIC_RESTART_COUNT), as
+  // PyTorch's own ranks do. Otherwise rank 0 serves it.
+  bool agent_store = false;
+  int restart_count = 0;
 };
 
 // Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, the
-// variables torchrun sets. Unset RANK and WORLD_SIZE mean one process.
+// variables torchrun sets, and its TORCHELASTIC_USE_AGENT_STORE and
+// TORCHELASTIC_RESTART_COUNT. Unset RANK and WORLD_SIZE mean one process.
 // INVALID_ARGUMENT naming the variable when one is malformed or out of range.
 DistributedOptions distributed_options_from_env(DistributedOptions defaults = {});
 

@@ -10,13 +10,17 @@
 #   4. one process resumes to the end: its model equals the reference to
 #      float rounding, every step's loss matches, and the events file reads
 #      as one log (seq increasing across the three runs);
-#   5. a batch that does not divide by the world size: every rank refuses it.
-# Usage: refine_distributed_test.sh REFINERY_MODEL CKPT SAFETENSORS_CHECK_PY
+#   5. a batch that does not divide by the world size: every rank refuses it;
+#   6. as torchrun >= 2 starts ranks: its agent serves the store and every
+#      rank joins it as a client (TORCHELASTIC_USE_AGENT_STORE=True): the
+#      run gives the reference's losses.
+# Usage: refine_distributed_test.sh REFINERY_MODEL CKPT SAFETENSORS_CHECK_PY AGENT_STORE
 set -euo pipefail
-TOOL=$1 CKPT=$2 CHECK=$3
+TOOL=$1 CKPT=$2 CHECK=$3 AGENT=$4
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/refine-distributed.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+AGENT_PID=""
+cleanup() { for p in "${PIDS[@]}" $AGENT_PID; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$WORK"/*.err; do echo "--- $f" >&2; tail -5 "$f" >&2; done; exit 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -29,10 +33,11 @@ OUT=$WORK/refined.safetensors
 CKPTS=$OUT.checkpoints
 
 # start NAME WORLD [extra args]: the ranks in the background; PIDS holds them.
+# MASTER_PORT_OF_AGENT, when set, is the port of an agent's store.
 start() {
   local name=$1 world=$2 p r
   shift 2
-  p=$(port)
+  p=${MASTER_PORT_OF_AGENT:-$(port)}
   PIDS=()
   for ((r = 0; r < world; r++)); do
     RANK=$r WORLD_SIZE=$world LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$p \
@@ -133,5 +138,29 @@ for r in 0 1 2; do
   grep -q "batch_size 16 does not divide into 3" "$WORK/odd.$r.err" || fail "rank $r did not name the batch size"
 done
 [[ ! -e "$WORK/odd.safetensors" ]] || fail "a refused run wrote its output"
+
+echo "== 6. 2 ranks joining torchrun's agent store"
+MASTER_PORT_OF_AGENT=$(port)
+"$AGENT" "$MASTER_PORT_OF_AGENT" > "$WORK/agent.out" 2> "$WORK/agent.err" &
+AGENT_PID=$!
+deadline=$((SECONDS + 30))
+until grep -q ready "$WORK/agent.out"; do
+  ((SECONDS < deadline)) || fail "the agent's store did not start"; sleep 0.1
+done
+export TORCHELASTIC_USE_AGENT_STORE=True TORCHELASTIC_RESTART_COUNT=2 MASTER_PORT_OF_AGENT
+start agent 2 --output "$WORK/agent.safetensors" --events "$WORK/agent.jsonl" --checkpoint-dir "$WORK/agent.ckpt"
+for r in 0 1; do wait "${PIDS[$r]}" || fail "rank $r failed with the agent's store"; done
+unset TORCHELASTIC_USE_AGENT_STORE TORCHELASTIC_RESTART_COUNT MASTER_PORT_OF_AGENT
+kill "$AGENT_PID"; wait "$AGENT_PID" 2> /dev/null || true
+python3 - "$WORK/ref.jsonl" "$WORK/agent.jsonl" <<'PY' || fail "the agent-store run's losses differ"
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+la = {e["step"]["step"]: e["step"]["loss"] for e in a if "step" in e}
+lb = {e["step"]["step"]: e["step"]["loss"] for e in b if "step" in e}
+assert sorted(la) == sorted(lb), (sorted(la), sorted(lb))
+worst = max(abs(la[s] - lb[s]) / max(1.0, abs(la[s])) for s in la)
+assert worst <= 1e-4, worst
+print("40 steps through the agent's store: worst loss difference %.2g" % worst)
+PY
 PIDS=()
 echo "PASS"
