@@ -159,6 +159,8 @@ function(refinery_test target)
   set_property(GLOBAL APPEND PROPERTY REFINERY_LAYERING_${target}_LINKS GTest::gtest)
   # Labelled with the program's name, so a lane can run the tests of the
   # programs it built: ctest -L '^refinery_base_tests$'.
-  gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST
+  # Listing the tests of a sanitizer build that loads LibTorch can take
+  # more than the default 5 s on a busy machine.
+  gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
     PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2" LABELS ${target} ${T_TEST_PROPERTIES})
 endfunction()

@@ -186,7 +186,7 @@ struct JobSpecFlags::Values {
 
 JobSpecFlags::JobSpecFlags() : values_(std::make_shared<Values>()) {}
 
-void JobSpecFlags::add_to(CLI::App* app, const std::string& group) {
+void JobSpecFlags::add_to(CLI::App* app, const std::string& group, const std::set<std::string>& leave_out) {
   Values& v = *values_;
   v.options.emplace_back("base_model", app->add_option("--base", v.base, "Model to refine (required unless in --file)"));
   v.options.emplace_back(
@@ -196,7 +196,7 @@ void JobSpecFlags::add_to(CLI::App* app, const std::string& group) {
   const auto* d = v1::JobSpec::descriptor();
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
-    if (!is_plain_spec_field(f)) continue;
+    if (!is_plain_spec_field(f) || leave_out.count(f->name())) continue;
     const auto it = field_help().find(f->name());
     const std::string help = it != field_help().end() ? it->second : "JobSpec." + f->name();
     std::string& value = v.text[f->name()];
@@ -218,14 +218,18 @@ void JobSpecFlags::add_to(CLI::App* app, const std::string& group) {
   app->add_option("--file", v.file,
                   "JSON object of JobSpec fields by their proto names (base_model, data, max_steps, ...); "
                   "flags override it");
-  app->add_option("--eval-suite", v.eval_suite_file,
-                  "Evaluation suite (JSON file, as for `refinery-model eval --suite`) run on the base before the "
-                  "first step and on the result at the end");
-  app->add_option("--eval-at-epochs", v.eval_at_epochs,
-                  "E1,E2,...: also take the model at the end of these epochs (NAME-epoch-E) and, with "
-                  "--eval-suite, evaluate it")
-      ->delimiter(',')
-      ->type_name("EPOCHS");
+  if (!leave_out.count("eval_suite")) {
+    app->add_option("--eval-suite", v.eval_suite_file,
+                    "Evaluation suite (JSON file, as for `refinery-model eval --suite`) run on the base before the "
+                    "first step and on the result at the end");
+  }
+  if (!leave_out.count("eval_at_epochs")) {
+    app->add_option("--eval-at-epochs", v.eval_at_epochs,
+                    "E1,E2,...: also take the model at the end of these epochs (NAME-epoch-E) and, with "
+                    "--eval-suite, evaluate it")
+        ->delimiter(',')
+        ->type_name("EPOCHS");
+  }
 }
 
 v1::JobSpec JobSpecFlags::spec() const {

@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,8 +30,9 @@ class JobSpecFlags {
   JobSpecFlags();
   // Adds --base, --data, every plain JobSpec field's flag (in `group`),
   // --extra KEY=VALUE, --file SPEC.json, --eval-suite FILE and
-  // --eval-at-epochs E1,E2 to `app`.
-  void add_to(CLI::App* app, const std::string& group);
+  // --eval-at-epochs E1,E2 to `app`, but none for the fields in `leave_out`
+  // (JobSpec field names: what the command does not do).
+  void add_to(CLI::App* app, const std::string& group, const std::set<std::string>& leave_out = {});
   // The spec: --file first, then the flags given over it. JobSpecFlagError
   // for a bad value; refinery::Error for an unreadable file.
   v1::JobSpec spec() const;

@@ -285,7 +285,10 @@ void add_refine_command(CLI::App& app, Command& command) {
       "refine",
       "Refine a checkpoint with CLIP-Refine (or a baseline) here; one rank of a data-parallel run when started by "
       "torchrun, a PyTorchJob or srun");
-  p.spec_flags.add_to(cmd, "Training (unset: METHOD.md defaults, as for `refinery jobs submit`)");
+  // Not here: the model's name and evaluation suites belong to the server's
+  // registry, workers to its process management (torchrun does that here).
+  p.spec_flags.add_to(cmd, "Training (unset: METHOD.md defaults, as for `refinery jobs submit`)",
+                      {"name", "eval_suite", "eval_at_epochs", "workers", "devices"});
   cmd->add_option("--output", p.output, "The refined model (safetensors), written by rank 0 at the end")->required();
   cmd->add_option("--events", p.events,
                   "Append the run's events here, one JSON object per line, as `refinery jobs watch --json` prints "
