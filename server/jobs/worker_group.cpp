@@ -259,13 +259,12 @@ WorkerOutcome WorkerGroup::run(const WorkerGroupOptions& o,
   };
   if (first_failed) throw failure(*first_failed);
   if (stop_sent) {
-    // Stopped ranks exit 1 after their checkpoint; anything else is a failure.
-    for (size_t i = 0; i < ranks.size(); ++i) {
-      const int s = *ranks[i].status;
-      if (!(WIFEXITED(s) && (WEXITSTATUS(s) == 1 || WEXITSTATUS(s) == 0))) throw failure(i);
-    }
+    // Asked to stop: ranks that stopped exit 1 after their checkpoint; one
+    // still starting when the signal came dies of it, and the others then
+    // fail their next collective. Any of these is the stop that was asked
+    // for; rank 0's newest checkpoint is where the job resumes.
     for (const Rank& r : ranks) {
-      if (WEXITSTATUS(*r.status) == 1) return WorkerOutcome::kStopped;
+      if (!(WIFEXITED(*r.status) && WEXITSTATUS(*r.status) == 0)) return WorkerOutcome::kStopped;
     }
   }
   return WorkerOutcome::kFinished;

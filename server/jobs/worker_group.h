@@ -35,9 +35,10 @@ enum class WorkerOutcome { kFinished, kStopped };
 
 class WorkerGroup {
  public:
-  // Runs the ranks to their end. kStopped after `stopping` when every rank
-  // stopped with a checkpoint. Throws refinery::Error (kInternal) when one
-  // failed or would not stop, naming the rank, its exit and its last log line.
+  // Runs the ranks to their end. kStopped when `stopping` turned true and a
+  // rank did not finish (they stop with a checkpoint, or die of the signal
+  // while starting). Throws refinery::Error (kInternal) when one failed
+  // otherwise, naming the rank, its exit and its last log line.
   static WorkerOutcome run(const WorkerGroupOptions& options,
                            const std::function<void(const nlohmann::json& event)>& on_event,
                            const std::function<bool()>& stopping);

@@ -6,7 +6,8 @@
 #     workers died with the server;
 #   - kill -9 of one worker fails the attempt within 30 s, naming the
 #     worker; `jobs resume` continues from the last checkpoint and succeeds;
-#   - cancel stops both workers with a checkpoint: CANCELLED, none left;
+#   - cancel stops both workers with a checkpoint: CANCELLED, none left,
+#     also while they are still starting;
 #   - a batch that does not divide into the workers is refused at submit.
 # Usage: workers_e2e_test.sh REFINERYD REFINERY REFINERY_MODEL FIXTURE_DIR
 set -euo pipefail
@@ -146,6 +147,18 @@ grep -q "stopped by a signal" "$WORK/data/jobs/$DJOB/worker-1.log" || fail "work
 wait "$WATCH_PID" || true
 WATCH_PID=""
 ok "cancel stopped both workers with a checkpoint"
+
+# --- cancel while the workers are still starting: CANCELLED, not FAILED -------
+cli jobs submit "${JOB_ARGS[@]}" --json > "$WORK/e.json"
+EJOB=$(field "$WORK/e.json" 'd["id"]')
+deadline=$((SECONDS + 60))
+until [[ -n $(workers_of "$EJOB") ]]; do
+  ((SECONDS < deadline)) || fail "no workers started within 60 s"; sleep 0.05
+done
+cli jobs cancel "$EJOB" > /dev/null || fail "cancel"
+wait_state "$EJOB" CANCELLED 60
+[[ -z $(workers_of "$EJOB") ]] || fail "workers left after an early cancel"
+ok "cancel while the workers start up ends CANCELLED with none left"
 
 # --- refused at submit ---------------------------------------------------------
 if cli jobs submit --base tiny --data "$DATA" --workers 3 --batch-size 8 > "$WORK/out.txt" 2> "$WORK/err.txt"; then
