@@ -185,8 +185,8 @@ int run_refine(const RefineParams& p, CommonParams common) {
 
   EventLog events(rank0 ? p.events : std::string(), fs::path(p.output).filename().string());
   const int world = dist.world_size;
-  std::string what = std::to_string(trainer.total_steps()) + " steps of " + std::to_string(options.batch_size) +
-                     " pairs";
+  std::string what = std::to_string(trainer.total_steps()) + (trainer.total_steps() == 1 ? " step of " : " steps of ") +
+                     std::to_string(options.batch_size) + " pairs";
   if (world > 1) {
     what += " (" + std::to_string(options.batch_size / world) + " on each of " + std::to_string(world) + " ranks, " +
             group->backend() + ")";
@@ -240,8 +240,18 @@ int run_refine(const RefineParams& p, CommonParams common) {
     log(buf);
   }
   if (outcome == TrainOutcome::kStopped) {
-    const std::string m = "stopped by a signal with a checkpoint in " + checkpoint_dir +
-                          "; the same command resumes from it";
+    // Rank 0 writes the checkpoints (on its own disk, maybe); the others
+    // only know they stopped with it. A stop during the first evaluation
+    // leaves none.
+    std::string m = "stopped by a signal";
+    if (!rank0) {
+      m += " with rank 0, which keeps the checkpoint";
+    } else if (const auto latest = TrainingCheckpoint::latest(checkpoint_dir)) {
+      m += " with a checkpoint at step " + std::to_string(latest->step) + " in " + latest->path +
+           "; the same command resumes from it";
+    } else {
+      m += " before the first step: no checkpoint, the same command starts over";
+    }
     events.write(state_event(v1::JOB_STATE_CANCELLED, m));
     std::fprintf(stderr, "%s: %s\n", who.c_str(), m.c_str());
     return 1;
