@@ -4,7 +4,6 @@
 // to the rest. A watch survives server restarts: it reconnects from the last
 // event it printed, so no event is lost or printed twice.
 #include <google/protobuf/descriptor.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,7 +11,6 @@
 #include <map>
 #include <memory>
 #include <random>
-#include <set>
 #include <sstream>
 #include <thread>
 

@@ -167,23 +167,25 @@ int64_t RefineTrainer::restore(const TrainerCallbacks& callbacks) {
     images_skipped_ = header[1].item<int64_t>();
     const bool resumed = header[2].item<int64_t>() != 0;
     std::vector<AdamW::Param>& params = s.optimizer->params();
-    at::Tensor steps = torch::zeros({static_cast<int64_t>(params.size()) + 1}, torch::kInt64);
-    for (size_t i = 0; i < params.size(); ++i) steps[static_cast<int64_t>(i)] = params[i].steps;
-    steps[static_cast<int64_t>(params.size())] = s.optimizer->steps();
-    steps = steps.to(device_);
-    if (resumed) group_->broadcast(steps, 0);
-    steps = steps.to(torch::kCPU);
-    for (size_t i = 0; i < params.size(); ++i) {
-      group_->broadcast(params[i].value, 0);
-      if (!resumed) continue;
-      group_->broadcast(params[i].exp_avg, 0);
-      group_->broadcast(params[i].exp_avg_sq, 0);
-      params[i].steps = steps[static_cast<int64_t>(i)].item<int64_t>();
-    }
-    if (resumed) s.optimizer->set_steps(steps[static_cast<int64_t>(params.size())].item<int64_t>());
-    if (resumed && !writes() && callbacks.on_log) {
-      callbacks.on_log("resuming at step " + std::to_string(start_step) + " of " + std::to_string(total_steps_) +
-                       " with rank 0's checkpoint");
+    for (auto& p : params) group_->broadcast(p.value, 0);
+    if (resumed) {
+      // Step counts: one per parameter, then the optimizer's.
+      std::vector<int64_t> counts;
+      for (const auto& p : params) counts.push_back(p.steps);
+      counts.push_back(s.optimizer->steps());
+      at::Tensor steps = torch::tensor(counts, torch::kInt64).to(device_);
+      group_->broadcast(steps, 0);
+      steps = steps.to(torch::kCPU);
+      for (size_t i = 0; i < params.size(); ++i) {
+        group_->broadcast(params[i].exp_avg, 0);
+        group_->broadcast(params[i].exp_avg_sq, 0);
+        params[i].steps = steps[static_cast<int64_t>(i)].item<int64_t>();
+      }
+      s.optimizer->set_steps(steps[static_cast<int64_t>(params.size())].item<int64_t>());
+      if (!writes() && callbacks.on_log) {
+        callbacks.on_log("resuming at step " + std::to_string(start_step) + " of " + std::to_string(total_steps_) +
+                         " with rank 0's checkpoint");
+      }
     }
   }
   if (start_step > 0) last_checkpoint_step_ = start_step;
@@ -426,7 +428,7 @@ TrainOutcome RefineTrainer::run(const TrainerCallbacks& callbacks) {
     const int64_t done = step + 1;
     if (callbacks.on_epoch_end && done % steps_per_epoch() == 0 && done < total_steps_) {
       callbacks.on_epoch_end(static_cast<int32_t>(done / steps_per_epoch()), done);
-      if (group_ ? stop_requested() : wants_stop()) {
+      if (stop_requested()) {
         loader.stop();
         checkpoint(done, callbacks);
         return TrainOutcome::kStopped;

@@ -23,7 +23,6 @@
 
 #include "core/base/path_roots.h"
 #include "core/data/caption_dataset.h"
-#include "core/refine/refine_trainer.h"
 #include "refinery/v1/job.pb.h"
 
 namespace refinery {
@@ -32,8 +31,11 @@ class JobMetrics;
 class JobStore;
 class ModelEvaluator;
 class ModelRegistry;
+class ClipModel;
 class RefineTrainer;
 struct ModelEntry;
+struct StepReport;
+struct TrainingCheckpointInfo;
 
 struct JobManagerOptions {
   std::string data_dir;                 // jobs.db, jobs/<id>/checkpoints, refined models

@@ -161,12 +161,11 @@ int run_refine(const RefineParams& p, CommonParams common) {
   };
   common.device = device_for_rank(common.device, dist);
   if (!rank0) common.quiet = true;  // rank 0 speaks for the run; the others log only their own news
-  const RuntimeInfo runtime = setup_runtime(common);
+  setup_runtime(common);
   const c10::Device device = resolve_device(common.device);
 
   const v1::JobSpec spec = with_defaults(raw, RefineOptions().checkpoint_every, device.is_cpu());
   const RefineOptions options = refine_options_from_spec(spec);
-  (void)runtime;
 
   std::unique_ptr<ProcessGroup> group;
   if (dist.world_size > 1) group = std::make_unique<ProcessGroup>(dist, device);

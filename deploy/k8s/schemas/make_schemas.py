@@ -49,15 +49,15 @@ def refs(node, out):
 def main():
     swagger_path, pytorchjob_path, servicemonitor_path = sys.argv[1:4]
     defs = json.load(open(swagger_path))["definitions"]
-    keep, todo = set(), list(KINDS.values())
-    while todo:
-        name = todo.pop()
+    keep, pending = set(), list(KINDS.values())
+    while pending:
+        name = pending.pop()
         if name in keep:
             continue
         keep.add(name)
         found = set()
         refs(defs[name], found)
-        todo.extend(found - keep)
+        pending.extend(found - keep)
     out = {"kinds": {"%s %s" % k: v for k, v in KINDS.items()}, "definitions": {n: defs[n] for n in sorted(keep)}}
     with open(os.path.join(HERE, "kubernetes.json"), "w") as f:
         json.dump(out, f, indent=1, sort_keys=True)
