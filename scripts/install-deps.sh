@@ -8,6 +8,7 @@ PACKAGES=(
   ccache                  # a rebuild of an unchanged tree (a fresh clone) compiles nothing
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it LibTorch's fp32 matmul uses reference BLAS (~28x slower)
+  libopenblas0-openmp     # OpenBLAS on LibTorch's OpenMP pool: what Refinery's programs link (2.6x on a small model)
   libopencv-core-dev libopencv-imgcodecs-dev libopencv-imgproc-dev   # image decoding, drawing
   nlohmann-json3-dev libcli11-dev libutf8proc-dev zlib1g-dev
   libplplot-dev plplot-driver-cairo fonts-dejavu-core   # charts (PNG, SVG) and their text

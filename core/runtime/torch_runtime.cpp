@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <thread>
 
 #include "core/base/error.h"
@@ -22,7 +23,15 @@ std::string blas_library() {
   Dl_info info{};
   if (sym != nullptr && dladdr(sym, &info) != 0 && info.dli_fname != nullptr) {
     std::string name = info.dli_fname;
-    if (dlsym(RTLD_DEFAULT, "openblas_get_config") != nullptr) name += " (OpenBLAS)";
+    // Which threading OpenBLAS was built with: its pthreads build runs a pool
+    // of its own beside LibTorch's OpenMP one (see RefineryDependencies.cmake).
+    using GetParallel = int (*)();
+    if (auto parallel = reinterpret_cast<GetParallel>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"))) {
+      const int p = parallel();
+      name += p == 2 ? " (OpenBLAS, OpenMP)" : p == 1 ? " (OpenBLAS, pthreads)" : " (OpenBLAS, single-threaded)";
+    } else if (dlsym(RTLD_DEFAULT, "openblas_get_config") != nullptr) {
+      name += " (OpenBLAS)";
+    }
     return name;
   }
   return "none found (LibTorch's own kernels)";
@@ -36,9 +45,19 @@ int online_cores() {
 }  // namespace
 
 std::string RuntimeInfo::summary() const {
-  std::string s = "LibTorch " + torch_version + ", " + std::to_string(threads) + " threads, BLAS: " + blas_library;
+  std::string s = "LibTorch " + torch_version + ", " + std::to_string(threads) + " threads";
+  if (const char* policy = std::getenv("OMP_WAIT_POLICY")) s += std::string(" (OpenMP wait: ") + policy + ")";
+  s += ", BLAS: " + blas_library;
   s += cuda_available ? ", CUDA devices: " + std::to_string(cuda_devices) : ", no CUDA";
   return s;
+}
+
+void exec_with_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // Still here: exec failed (no /proc?). Run on with libgomp's default; the
+  // variable stays set for any child.
 }
 
 RuntimeInfo configure_runtime(const RuntimeOptions& options) {
@@ -51,6 +70,9 @@ RuntimeInfo configure_runtime(const RuntimeOptions& options) {
     mallopt(M_TRIM_THRESHOLD, static_cast<int>(std::min<size_t>(options.retained_memory_limit, INT32_MAX)));
   }
   at::set_num_threads(threads);
+  // OpenBLAS's own thread count (its pthreads build keeps a pool of its own;
+  // its OpenMP build, which the programs link when installed, follows
+  // LibTorch's OpenMP count anyway).
   using SetThreads = void (*)(int);
   if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
   return runtime_info();
