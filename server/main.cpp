@@ -132,7 +132,7 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-batch-images", cfg.batcher.max_batch_images, "Images per forward pass")->capture_default_str();
   app.add_option("--max-batch-texts", cfg.batcher.max_batch_texts, "Texts per forward pass")->capture_default_str();
   app.add_option("--max-wait-ms", cfg.batcher.max_wait_ms,
-                 "How long a batch waits for more calls (-1 = auto: 5 on CUDA, 150 on CPU)")
+                 "How long a batch waits for more calls (-1 = auto: a tenth of the model's measured pass time)")
       ->capture_default_str();
   app.add_option("--max-queue-items", cfg.batcher.max_queue_items,
                  "Queued items per model and modality before calls get RESOURCE_EXHAUSTED")
@@ -228,9 +228,18 @@ int run(int argc, char** argv) {
   mo.default_model = cfg.default_model;
   mo.memory_budget_bytes = static_cast<int64_t>(cfg.model_memory_budget_gb * (1 << 30));
   mo.device = device;
+  auto& load_seconds = metrics_registry.histogram(
+      "refinery_model_load_duration_seconds",
+      "Time to load a model's weights from its file onto the serving device (first use, or after an unload)",
+      {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120}, {"model", "format"});
+  mo.on_loaded = [&load_seconds](const ModelEntry& e, double seconds) {
+    load_seconds.with({e.name, e.format}).Observe(seconds);
+  };
   ModelRegistry models(mo);
-  log_info("batching: up to %d images / %d texts per pass, waiting up to %.0f ms for company",
-           cfg.batcher.max_batch_images, cfg.batcher.max_batch_texts, cfg.batcher.wait_ms_for(device));
+  const std::string wait = cfg.batcher.max_wait_ms >= 0 ? "up to " + std::to_string(static_cast<int>(cfg.batcher.max_wait_ms)) + " ms"
+                                                        : std::string("up to a tenth of each model's measured pass time");
+  log_info("batching: up to %d images / %d texts per pass, waiting %s for company", cfg.batcher.max_batch_images,
+           cfg.batcher.max_batch_texts, wait.c_str());
   log_info("%zu model(s) registered, default %s", models.list().size(),
            models.default_ref().empty() ? "(none)" : models.default_ref().c_str());
   IndexRegistry indexes(cfg.data_dir);
@@ -398,6 +407,7 @@ int run(int argc, char** argv) {
 }  // namespace refinery
 
 int main(int argc, char** argv) {
+  refinery::exec_with_passive_openmp(argv);
   try {
     return refinery::run(argc, argv);
   } catch (const std::exception& e) {

@@ -78,9 +78,11 @@ std::future<BatchResult> EmbeddingBatcher::submit(at::Tensor inputs, CallControl
   return future;
 }
 
+double EmbeddingBatcher::wait_budget_ms() const {
+  return options_.max_wait_ms >= 0 ? options_.max_wait_ms : wait_budget_.ms();
+}
+
 void EmbeddingBatcher::loop() {
-  const auto max_wait = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double, std::milli>(options_.max_wait_ms));
   for (;;) {
     std::vector<std::unique_ptr<Pending>> batch;
     {
@@ -93,6 +95,9 @@ void EmbeddingBatcher::loop() {
       // finished send their next call a few ms later; leaving without them
       // makes batches alternate between large and small, which costs
       // throughput. A lone caller is expected alone and does not wait.
+      // Waiting holds the device idle: at most a set share of a pass.
+      const auto max_wait = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double, std::milli>(wait_budget_ms()));
       const auto flush_at = std::max(queue_.front()->enqueued, last_batch_end_) + max_wait;
       cv_.wait_until(lock, flush_at, [&] {
         return stopping_ || queued_items_ >= options_.max_batch ||
@@ -156,14 +161,17 @@ void EmbeddingBatcher::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
       std::vector<at::Tensor> parts;
       // A single call larger than max_batch runs in max_batch chunks.
       for (int64_t i = 0; i < all.size(0); i += options_.max_batch) {
-        auto chunk = all.narrow(0, i, std::min<int64_t>(options_.max_batch, all.size(0) - i)).to(device_type);
+        const auto chunk_start = Clock::now();
+        const int64_t n = std::min<int64_t>(options_.max_batch, all.size(0) - i);
+        auto chunk = all.narrow(0, i, n).to(device_type);
         auto out = modality_ == Modality::kText ? model->model->encode_text(chunk) : model->model->encode_image(chunk);
-        parts.push_back(out.to(torch::kCPU, torch::kFloat));
+        parts.push_back(out.to(torch::kCPU, torch::kFloat));  // waits for the device
+        wait_budget_.observe_pass(ms_between(chunk_start, Clock::now()));
       }
       output = parts.size() == 1 ? parts[0] : torch::cat(parts);
       inference_ms = ms_between(t0, Clock::now());
     }
-    if (on_batch_) on_batch_({modality_, items, static_cast<int>(live.size()), inference_ms});
+    if (on_batch_) on_batch_({&model_ref_, modality_, items, static_cast<int>(live.size()), inference_ms, wait_budget_ms()});
     int64_t row = 0;
     for (auto& p : live) {
       const int64_t n = p->inputs.size(0);

@@ -1,6 +1,7 @@
 // Dynamic batching of embedding work for one (model, modality): calls queue
 // their inputs; a worker forms batches of up to max_batch items, waiting at
-// most max_wait after the first queued call for company, runs one forward
+// most max_wait (by default a tenth of the measured pass time of this lane,
+// wait_budget.h) after the first queued call for company, runs one forward
 // pass and hands each call its rows. The queue is bounded (RESOURCE_EXHAUSTED
 // at once when full), and calls whose deadline passed or whose client went
 // away are dropped before any compute is spent on them.
@@ -17,6 +18,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "server/embedding/wait_budget.h"
 
 namespace refinery {
 
@@ -42,15 +45,17 @@ struct BatchResult {
 };
 
 struct BatchStats {  // reported once per forward pass
+  const std::string* model_ref = nullptr;  // "name@version", valid during the callback
   Modality modality;
   int items = 0;
   int calls = 0;
   double inference_ms = 0;
+  double wait_budget_ms = 0;  // what the next batch may wait for company
 };
 
 struct EmbeddingBatcherOptions {
   int max_batch = 32;
-  double max_wait_ms = 5.0;
+  double max_wait_ms = -1;  // -1: adaptive, a tenth of the lane's measured pass time (wait_budget.h)
   int max_queue_items = 4096;
 };
 
@@ -79,6 +84,7 @@ class EmbeddingBatcher {
   };
   void loop();
   void run_batch(std::vector<std::unique_ptr<Pending>>& batch);
+  double wait_budget_ms() const;  // worker thread only
 
   const std::string model_ref_;
   const Modality modality_;
@@ -95,6 +101,7 @@ class EmbeddingBatcher {
   int expected_calls_ = 0;  // calls likely in flight after the last batch
   bool running_ = false;    // a batch is being computed
   bool stopping_ = false;
+  WaitBudget wait_budget_;  // worker thread only
   std::thread worker_;
 };
 

@@ -24,7 +24,6 @@ struct EmbeddingEngine::Lane {
 EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, MemoryBudget& decode_budget,
                                  BatcherConfig config, std::function<void(const BatchStats&)> on_batch)
     : registry_(registry), pool_(pool), decode_budget_(decode_budget), config_(config), on_batch_(std::move(on_batch)) {
-  config_.max_wait_ms = config_.wait_ms_for(registry_.device());
 }
 
 EmbeddingEngine::~EmbeddingEngine() { shutdown(); }

@@ -11,7 +11,11 @@ EmbeddingMetrics::EmbeddingMetrics(MetricsRegistry& registry)
       batch_size_(registry.histogram("refinery_batch_size", "Items per forward pass, by modality", size_buckets(),
                                      {"modality"})),
       batches_(registry.counter("refinery_batches_total", "Forward passes run by the batchers", {"modality"})),
-      items_(registry.counter("refinery_embedded_items_total", "Items embedded", {"modality"})) {}
+      items_(registry.counter("refinery_embedded_items_total", "Items embedded", {"modality"})),
+      wait_budget_(registry.gauge("refinery_batch_wait_budget_seconds",
+                                  "How long the next batch of a model may wait for company (a tenth of its "
+                                  "measured pass time, or --max-wait-ms)",
+                                  {"model", "modality"})) {}
 
 void EmbeddingMetrics::record_timing(const CallTiming& t) {
   stage_seconds_.with({"preprocess"}).Observe(t.preprocess_ms / 1e3);
@@ -24,6 +28,7 @@ void EmbeddingMetrics::record_batch(const BatchStats& s) {
   batch_size_.with({m}).Observe(s.items);
   batches_.with({m}).Increment();
   items_.with({m}).Increment(s.items);
+  if (s.model_ref != nullptr) wait_budget_.with({*s.model_ref, m}).Set(s.wait_budget_ms / 1e3);
 }
 
 }  // namespace refinery

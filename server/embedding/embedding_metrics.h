@@ -22,6 +22,7 @@ class EmbeddingMetrics {
   HistogramFamily& batch_size_;
   CounterFamily& batches_;
   CounterFamily& items_;
+  GaugeFamily& wait_budget_;
 };
 
 }  // namespace refinery

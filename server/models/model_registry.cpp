@@ -383,6 +383,7 @@ std::shared_ptr<LoadedModel> ModelRegistry::acquire(const std::string& ref) {
   slot.last_used = ++clock_;
   log_info("model registry: loaded %s (%.1f MB) in %.2f s", entry.ref().c_str(), loaded->memory_bytes / 1e6, seconds);
   evict_over_budget(entry.ref());
+  if (options_.on_loaded) options_.on_loaded(entry, seconds);
   return loaded;
 }
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,9 @@ struct ModelRegistryOptions {
   std::string default_model;  // "name" or "name@version"; empty: first registered
   int64_t memory_budget_bytes = int64_t{8} << 30;
   std::string device = "cpu";
+  // Called after each load of weights (file to the serving device), with
+  // its wall time: refineryd's load-time histogram. May be empty.
+  std::function<void(const ModelEntry&, double seconds)> on_loaded;
 };
 
 class ModelRegistry {

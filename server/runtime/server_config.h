@@ -16,14 +16,11 @@ struct BatcherConfig {
   int max_batch_texts = 128;     // texts per forward pass
   // How long a batch waits for company after its first call (and after the
   // previous batch ended) when not every expected caller is queued yet.
-  // -1 = auto: 5 ms on CUDA, where a batch takes a few ms; 150 ms on CPU,
-  // where it takes seconds and callers need that long to send their next
-  // call under load (ViT-B/32, 32 callers: 50 ms -> 0.83, 150 ms -> 0.90-0.95 of
-  // raw batch-32 throughput). A lone caller never waits.
+  // -1 = auto: per (model, modality), a tenth of the time its forward
+  // passes take, measured as they run (wait_budget.h): 150 ms for a
+  // ViT-B/32 batch on 2 CPU cores, under a ms on a GPU. >= 0: that many
+  // ms, whatever the model. A lone caller never waits.
   double max_wait_ms = -1;
-  double wait_ms_for(const std::string& device) const {
-    return max_wait_ms >= 0 ? max_wait_ms : (device.rfind("cuda", 0) == 0 ? 5.0 : 150.0);
-  }
   int max_queue_items = 4096;    // queued items per (model, modality); beyond: RESOURCE_EXHAUSTED
 };
 

@@ -230,8 +230,25 @@ echo "== metrics"
 python3 -c "
 import sys, urllib.request
 text = urllib.request.urlopen('http://127.0.0.1:$MPORT/metrics', timeout=10).read().decode()
-assert 'refinery_build_info' in text, text[:500]" || fail "metrics endpoint"
-ok "metrics endpoint serves refinery_build_info"
+assert 'refinery_build_info' in text, text[:500]
+# tiny loaded once (on the first call), from its safetensors file.
+loads = [l for l in text.splitlines() if l.startswith('refinery_model_load_duration_seconds_count{')]
+assert loads == ['refinery_model_load_duration_seconds_count{format=\"safetensors\",model=\"tiny\"} 1'], loads
+# Each lane that ran a batch reports its learnt wait budget: a tenth of a
+# pass of the tiny model, well under a second.
+budgets = {l.split(' ')[0]: float(l.split(' ')[1]) for l in text.splitlines()
+           if l.startswith('refinery_batch_wait_budget_seconds{')}
+assert 'refinery_batch_wait_budget_seconds{modality=\"text\",model=\"tiny@1\"}' in budgets, budgets
+assert all(0 < v < 1 for v in budgets.values()), budgets" || fail "metrics endpoint"
+ok "metrics endpoint serves refinery_build_info, the model load time and the batchers' wait budgets"
+# The start-up log says how the math runs: OpenMP's idle threads sleep
+# (refineryd sets OMP_WAIT_POLICY=PASSIVE and runs itself again), and
+# OpenBLAS is the OpenMP build where it is installed.
+grep -q "threads (OpenMP wait: PASSIVE)" "$WORK/server.log" || fail "start-up log lacks the OpenMP wait policy: $(grep LibTorch "$WORK/server.log")"
+if [[ -e /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3 ]]; then
+  grep -q "(OpenBLAS, OpenMP)" "$WORK/server.log" || fail "start-up log: not OpenMP OpenBLAS: $(grep LibTorch "$WORK/server.log")"
+fi
+ok "start-up log: $(grep -o 'LibTorch.*' "$WORK/server.log" | head -n 1)"
 
 echo "== bench"
 cli --json bench embed --modality text --concurrency 4 --duration 2 > "$WORK/bench.json" \
