@@ -407,7 +407,6 @@ int run(int argc, char** argv) {
 }  // namespace refinery
 
 int main(int argc, char** argv) {
-  refinery::exec_with_passive_openmp(argv);
   try {
     return refinery::run(argc, argv);
   } catch (const std::exception& e) {

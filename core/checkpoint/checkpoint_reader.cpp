@@ -4,6 +4,7 @@
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -15,12 +16,16 @@
 namespace refinery {
 namespace {
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+// The whole file in the buffer torch::pickle_load takes: one read, no copy.
+std::vector<char> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw not_found(path + ": cannot open");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  std::vector<char> bytes(static_cast<size_t>(in.tellg()));
+  in.seekg(0);
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
+    throw invalid_argument(path + ": cannot read " + std::to_string(bytes.size()) + " bytes");
+  }
+  return bytes;
 }
 
 std::string shape_text(at::IntArrayRef s) {
@@ -57,13 +62,22 @@ void insert_tensor(StateDict& state, const std::string& raw_key, const at::Tenso
   if (!state.emplace(*key, to_fp32(t)).second) throw invalid_argument(source + ": duplicate key '" + *key + "'");
 }
 
-StateDict read_safetensors_tensors(const SafetensorsFile& file) {
+// With `views`, fp32 tensors stay read-only views of the file's mapping,
+// which lives as long as any of them (for a loader that copies them into a
+// model at once: one copy from the page cache instead of two); otherwise
+// every tensor is an owning fp32 copy.
+StateDict read_safetensors_tensors(const SafetensorsFile& file, bool views = false) {
   StateDict state;
+  const auto keep = views ? std::make_shared<SafetensorsFile>(file) : nullptr;
   for (const auto& name : file.names()) {
     const TensorView& v = file.at(name);
-    // from_blob over the mapping, then an owning fp32 copy.
-    auto view = torch::from_blob(const_cast<uint8_t*>(v.data), v.shape,
-                                 torch::TensorOptions().dtype(to_scalar_type(v.dtype)));
+    const auto options = torch::TensorOptions().dtype(to_scalar_type(v.dtype));
+    auto* data = const_cast<uint8_t*>(v.data);
+    if (views) {
+      insert_tensor(state, name, torch::from_blob(data, v.shape, [keep](void*) {}, options), file.path());
+      continue;
+    }
+    auto view = torch::from_blob(data, v.shape, options);
     at::Tensor owned = view.is_floating_point() ? view.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true)
                                                 : view.clone();
     insert_tensor(state, name, owned, file.path());
@@ -79,10 +93,10 @@ void collect_from_ivalue_dict(const c10::impl::GenericDict& dict, StateDict& sta
 }
 
 StateDict read_torch_state_dict(const std::string& path) {
-  const std::string bytes = read_bytes(path);
+  const std::vector<char> bytes = read_bytes(path);
   c10::IValue value;
   try {
-    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+    value = torch::pickle_load(bytes);
   } catch (const c10::Error& e) {
     throw invalid_argument(path + ": cannot read as a torch.save checkpoint: " + e.what_without_backtrace());
   }
@@ -131,17 +145,17 @@ StateDict read_hf_folder(const std::string& dir, std::map<std::string, std::stri
 }  // namespace
 
 Checkpoint CheckpointReader::read(const std::string& path, const CheckpointReadOptions& options) {
-  return read_impl(path, options, /*shapes_only=*/false);
+  return read_impl(path, options, /*shapes_only=*/false, /*views=*/false);
 }
 
 Checkpoint CheckpointReader::read_header(const std::string& path, const CheckpointReadOptions& options) {
-  Checkpoint ck = read_impl(path, options, /*shapes_only=*/true);
+  Checkpoint ck = read_impl(path, options, /*shapes_only=*/true, /*views=*/false);
   ck.state.clear();  // a torch file was read whole
   return ck;
 }
 
 Checkpoint CheckpointReader::read_impl(const std::string& path, const CheckpointReadOptions& options,
-                                       bool shapes_only) {
+                                       bool shapes_only, bool views) {
   Checkpoint ck;
   if (shapes_only) {
     if (auto header = read_checkpoint_header(path, options)) {
@@ -161,9 +175,9 @@ Checkpoint CheckpointReader::read_impl(const std::string& path, const Checkpoint
       ck.state = read_torch_state_dict(path);
       break;
     case CheckpointFormat::kSafetensors: {
-      const SafetensorsFile file = SafetensorsFile::open(path);
+      const SafetensorsFile file = SafetensorsFile::open(path, /*for_loading=*/views);
       ck.metadata = file.metadata();
-      ck.state = read_safetensors_tensors(file);
+      ck.state = read_safetensors_tensors(file, views);
       if (looks_like_hf_state_dict(ck.state)) ck.state = hf_to_open_clip(ck.state, path);
       declared = declared_architecture(ck.metadata, path);
       declared_source = "checkpoint metadata";
@@ -180,7 +194,7 @@ Checkpoint CheckpointReader::read_impl(const std::string& path, const Checkpoint
   return ck;
 }
 
-void load_state_dict_strict(ClipModel& model, const StateDict& state, const std::string& source) {
+void load_state_dict_strict(ClipModel& model, const StateDict& state, const std::string& source, bool adopt) {
   torch::NoGradGuard no_grad;
   std::vector<std::string> missing, unexpected;
   std::set<std::string> seen;
@@ -195,7 +209,15 @@ void load_state_dict_strict(ClipModel& model, const StateDict& state, const std:
       throw invalid_argument(source + ": key '" + name + "' has shape " + shape_text(it->second.sizes()) +
                              ", the architecture needs " + shape_text(target.sizes()));
     }
-    target.copy_(it->second);
+    const at::Tensor& value = it->second;
+    const bool adoptable = adopt && value.device() == target.device() && value.scalar_type() == target.scalar_type() &&
+                           value.is_contiguous() &&
+                           reinterpret_cast<uintptr_t>(value.data_ptr()) % alignof(float) == 0;
+    if (adoptable) {
+      target.set_data(value);
+    } else {
+      target.copy_(value);
+    }
   };
   for (auto& p : model->named_parameters(/*recurse=*/true)) copy_into(p.key(), p.value());
   for (auto& b : model->named_buffers(/*recurse=*/true)) copy_into(b.key(), b.value());
@@ -214,9 +236,15 @@ void load_state_dict_strict(ClipModel& model, const StateDict& state, const std:
 
 ClipModel CheckpointReader::load_model(const std::string& path, const CheckpointReadOptions& options,
                                        Checkpoint* info) {
-  Checkpoint ck = read(path, options);
-  ClipModel model(ck.config);
-  load_state_dict_strict(model, ck.state, path);
+  // A model whose random initialisation was skipped takes the tensors read:
+  // for an fp32 safetensors file, views of its mapping (zero copies); for the
+  // other forms, the fp32 tensors just read (no second copy).
+  Checkpoint ck = read_impl(path, options, /*shapes_only=*/false, /*views=*/true);
+  ClipModel model = [&] {
+    SkipParameterInit skip;
+    return ClipModel(ck.config);
+  }();
+  load_state_dict_strict(model, ck.state, path, /*adopt=*/true);
   model->eval();
   if (info != nullptr) {
     ck.state.clear();  // the model owns the weights now

@@ -36,12 +36,17 @@ class CheckpointReader {
                               Checkpoint* info = nullptr);
 
  private:
-  static Checkpoint read_impl(const std::string& path, const CheckpointReadOptions& options, bool shapes_only);
+  // views: safetensors tensors may stay views of the file (load_model).
+  static Checkpoint read_impl(const std::string& path, const CheckpointReadOptions& options, bool shapes_only,
+                              bool views);
 };
 
 // Copies `state` into `model`, strictly: a missing key, an unexpected key or
-// a shape mismatch is an error naming the key(s).
-void load_state_dict_strict(ClipModel& model, const StateDict& state, const std::string& source);
+// a shape mismatch is an error naming the key(s). With `adopt`, the model
+// takes the state's fp32 CPU tensors as they are instead of copying them
+// (load_model: views of the checkpoint's mapping, so the weights are the
+// file's pages, shared with the page cache, copied only where written).
+void load_state_dict_strict(ClipModel& model, const StateDict& state, const std::string& source, bool adopt = false);
 
 // The model's tensors by open_clip name.
 StateDict model_state_dict(ClipModel& model);

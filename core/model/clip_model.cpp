@@ -11,8 +11,8 @@ namespace F = torch::nn::functional;
 SelfAttentionImpl::SelfAttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
   in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * width, width}));
   in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * width}));
-  out_proj = register_module("out_proj", torch::nn::Linear(width, width));
-  torch::nn::init::xavier_uniform_(in_proj_weight);
+  out_proj = register_module("out_proj", Linear(width, width));
+  if (!SkipParameterInit::active()) torch::nn::init::xavier_uniform_(in_proj_weight);
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -36,8 +36,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
 }
 
 MlpImpl::MlpImpl(int64_t width, int64_t hidden, bool quick_gelu) : quick_gelu_(quick_gelu) {
-  c_fc = register_module("c_fc", torch::nn::Linear(width, hidden));
-  c_proj = register_module("c_proj", torch::nn::Linear(hidden, width));
+  c_fc = register_module("c_fc", Linear(width, hidden));
+  c_proj = register_module("c_proj", Linear(hidden, width));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
@@ -99,19 +99,27 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& c, int64_t embe
   conv1 = register_module(
       "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, c.width, c.patch_size).stride(c.patch_size).bias(false)));
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.width));
-  class_embedding = register_parameter("class_embedding", scale * torch::randn({c.width}));
-  positional_embedding = register_parameter("positional_embedding", scale * torch::randn({grid * grid + 1, c.width}));
+  // scale * randn, or left for a loader to fill.
+  auto random = [&](std::vector<int64_t> shape) {
+    return SkipParameterInit::active() ? torch::empty(shape) : scale * torch::randn(shape);
+  };
+  class_embedding = register_parameter("class_embedding", random({c.width}));
+  positional_embedding = register_parameter("positional_embedding", random({grid * grid + 1, c.width}));
   ln_pre = register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(eps)));
   transformer = register_module("transformer", Transformer(TransformerOptions(c.width, c.layers, c.heads)
                                                                .mlp_ratio(c.mlp_ratio)
                                                                .quick_gelu(quick_gelu)
                                                                .layer_norm_eps(eps)));
   ln_post = register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(eps)));
-  proj = register_parameter("proj", scale * torch::randn({c.width, embed_dim}));
+  proj = register_parameter("proj", random({c.width, embed_dim}));
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& pixels) {
-  auto x = conv1->forward(pixels);                 // [B, W, g, g]
+  // [B, W, g, g]. Under autocast the convolution comes out in bf16; the
+  // residual stream stays in the weights' dtype, as the text tower's does
+  // (its embedding lookup is not autocast), so LayerNorm gets what LibTorch
+  // 1.13's CPU kernel accepts and only matmuls run in bf16.
+  auto x = conv1->forward(pixels).to(class_embedding.scalar_type());
   x = x.flatten(2).transpose(1, 2);                // [B, g*g, W]
   const int64_t B = x.size(0), W = x.size(2);
   auto cls = class_embedding.to(x.dtype()).view({1, 1, W}).expand({B, 1, W});
@@ -127,7 +135,7 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& config) : config_(config) {
   const auto& t = config_.text;
   visual = register_module("visual", VisionTransformer(config_.vision, config_.embed_dim, config_.quick_gelu,
                                                        config_.layer_norm_eps));
-  token_embedding = register_module("token_embedding", torch::nn::Embedding(t.vocab_size, t.width));
+  token_embedding = register_module("token_embedding", Embedding(t.vocab_size, t.width));
   positional_embedding = register_parameter("positional_embedding", torch::empty({t.context_length, t.width}));
   transformer = register_module("transformer", Transformer(TransformerOptions(t.width, t.layers, t.heads)
                                                                .mlp_ratio(t.mlp_ratio)
@@ -136,6 +144,7 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& config) : config_(config) {
   ln_final = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({t.width}).eps(config_.layer_norm_eps)));
   text_projection = register_parameter("text_projection", torch::empty({t.width, config_.embed_dim}));
   logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1.0 / 0.07)));
+  if (SkipParameterInit::active()) return;
   torch::nn::init::normal_(positional_embedding, 0.0, 0.01);
   torch::nn::init::normal_(text_projection, 0.0, 1.0 / std::sqrt(static_cast<double>(t.width)));
 }

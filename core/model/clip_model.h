@@ -7,12 +7,11 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
 #include "core/model/clip_config.h"
+#include "core/model/layers.h"
 
 namespace refinery {
 
@@ -34,7 +33,7 @@ class SelfAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
 
   torch::Tensor in_proj_weight, in_proj_bias;
-  torch::nn::Linear out_proj{nullptr};
+  Linear out_proj{nullptr};
 
  private:
   int64_t heads_;
@@ -45,7 +44,7 @@ class MlpImpl : public torch::nn::Module {
  public:
   MlpImpl(int64_t width, int64_t hidden, bool quick_gelu);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
+  Linear c_fc{nullptr}, c_proj{nullptr};
 
  private:
   bool quick_gelu_;
@@ -94,6 +93,8 @@ class VisionTransformerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VisionTransformer);
 
+// Constructed with random weights (LibTorch's module defaults), or with
+// uninitialised ones under SkipParameterInit (layers.h), for loading.
 class ClipModelImpl : public torch::nn::Module {
  public:
   explicit ClipModelImpl(const ClipConfig& config);
@@ -110,7 +111,7 @@ class ClipModelImpl : public torch::nn::Module {
   void reset_parameters_random(uint64_t seed);
 
   VisionTransformer visual{nullptr};
-  torch::nn::Embedding token_embedding{nullptr};
+  Embedding token_embedding{nullptr};
   torch::Tensor positional_embedding, text_projection, logit_scale;
   Transformer transformer{nullptr};
   torch::nn::LayerNorm ln_final{nullptr};

@@ -52,14 +52,6 @@ std::string RuntimeInfo::summary() const {
   return s;
 }
 
-void exec_with_passive_openmp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
-  execv("/proc/self/exe", argv);
-  // Still here: exec failed (no /proc?). Run on with libgomp's default; the
-  // variable stays set for any child.
-}
-
 RuntimeInfo configure_runtime(const RuntimeOptions& options) {
   if (options.threads < 0) throw invalid_argument("--threads must be >= 0, got " + std::to_string(options.threads));
   const int threads = options.threads > 0 ? options.threads : online_cores();

@@ -31,17 +31,6 @@ struct RuntimeInfo {
   std::string summary() const;  // one line for the start-up log
 };
 
-// For a process whose cores are shared between forward passes and other
-// work (a server's decoding and RPCs): makes OpenMP's idle threads sleep
-// instead of spinning. libgomp reads OMP_WAIT_POLICY once, when it is
-// loaded, so where it is unset this sets it to PASSIVE and executes the
-// program again (/proc/self/exe, same arguments); it returns only in the
-// new image, or where OMP_WAIT_POLICY was already set, or if exec failed.
-// Call first thing in main, before any thread starts. Measured in refineryd
-// under 32 callers on 2 cores: spinning took 27% of all CPU samples with a
-// tiny model; passive served 1753 calls/s against 1457.
-void exec_with_passive_openmp(char** argv);
-
 // Sets thread counts (LibTorch and, when present, OpenBLAS) and reports.
 RuntimeInfo configure_runtime(const RuntimeOptions& options);
 RuntimeInfo runtime_info();

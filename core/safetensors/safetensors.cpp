@@ -156,7 +156,7 @@ struct SafetensorsFile::Mapping {
   }
 };
 
-SafetensorsFile SafetensorsFile::open(const std::string& path) {
+SafetensorsFile SafetensorsFile::open(const std::string& path, bool for_loading) {
   auto bad = [&](const std::string& why) { return invalid_argument(path + ": not a valid safetensors file: " + why); };
 
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -174,7 +174,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   file.mapping_ = std::make_shared<Mapping>();
   file.mapping_->size = static_cast<size_t>(st.st_size);
   if (st.st_size > 0) {
-    file.mapping_->addr = mmap(nullptr, file.mapping_->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    file.mapping_->addr = for_loading ? mmap(nullptr, file.mapping_->size, PROT_READ | PROT_WRITE,
+                                             MAP_PRIVATE | MAP_POPULATE, fd, 0)
+                                      : mmap(nullptr, file.mapping_->size, PROT_READ, MAP_PRIVATE, fd, 0);
   }
   ::close(fd);
   if (file.mapping_->addr == MAP_FAILED) throw invalid_argument(path + ": cannot map: " + errno_text());

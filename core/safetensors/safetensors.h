@@ -41,7 +41,13 @@ class SafetensorsFile {
   // offsets within the data section and not overlapping, and that shape x
   // dtype size equals the byte span. Throws refinery::Error naming the file
   // and the offending tensor.
-  static SafetensorsFile open(const std::string& path);
+  // `for_loading`: for a caller whose tensors keep using the mapping (a
+  // model's weights): every page is mapped at once (MAP_POPULATE: one fault
+  // per page otherwise) and copy-on-write (writes, e.g. training the loaded
+  // weights, go to private copies of the pages, never to the file; without
+  // it the mapping is read-only). Header-only readers leave it off, so the
+  // data is never read from disk.
+  static SafetensorsFile open(const std::string& path, bool for_loading = false);
 
   const std::string& path() const { return path_; }
   bool contains(const std::string& name) const;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -17,6 +18,7 @@
 
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
+#include "core/runtime/autocast_guard.h"
 #include "core/runtime/torch_runtime.h"
 #include "core/train/adamw.h"
 #include "core/train/refine_step.h"
@@ -110,10 +112,32 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
     const ClipConfig& cfg = model->config();
     out["checkpoint"] = p.checkpoint;
     out["architecture"] = cfg.name.empty() ? cfg.to_open_clip_json().dump() : cfg.name;
+    // --precision bf16 for a forward: autocast (fp32 weights, bf16 matmuls
+    // and convolutions), and how far its embeddings are from fp32's on the
+    // same inputs: the lowest cosine similarity over the batch.
+    const bool forward = p.modality == "image" || p.modality == "text";
+    if (forward && p.precision != "fp32" && p.precision != "bf16") {
+      throw invalid_argument("--precision must be fp32 or bf16 for --modality " + p.modality + ", got '" + p.precision + "'");
+    }
+    const bool bf16_forward = forward && p.precision == "bf16";
+    auto timed_forward = [&](const std::function<at::Tensor()>& run) {
+      if (bf16_forward) {
+        const auto reference = run();
+        at::Tensor low;
+        {
+          AutocastGuard autocast(device.type(), true);
+          low = run().to(torch::kFloat);
+        }
+        out["min_cosine_vs_fp32"] = torch::cosine_similarity(low, reference, 1).min().item<double>();
+      }
+      AutocastGuard autocast(device.type(), bf16_forward);
+      timing = time_loop(p, device, [&] { run(); });
+      out["precision"] = p.precision;
+    };
     if (p.modality == "image") {
       const int s = cfg.vision.image_size;
       auto pixels = torch::randn({p.batch, 3, s, s}, torch::TensorOptions().device(device));
-      timing = time_loop(p, device, [&] { model->encode_image(pixels); });
+      timed_forward([&] { return model->encode_image(pixels); });
       flops_per_item = cfg.image_flops();
     } else if (p.modality == "text") {
       at::Tensor tokens;
@@ -131,7 +155,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
       }
       const int64_t run_length = tokens.to(torch::kLong).argmax(1).max().item<int64_t>() + 1;
       tokens = tokens.to(device);
-      timing = time_loop(p, device, [&] { model->encode_text(tokens); });
+      timed_forward([&] { return model->encode_text(tokens); });
       flops_per_item = cfg.text_flops(static_cast<int>(run_length));
       out["text_tokens"] = run_length;
     } else if (p.modality == "train") {
@@ -239,7 +263,8 @@ void add_bench_command(CLI::App& app, Command& command) {
   bench_cmd->add_option("--micro-batch", bench.micro_batch,
                         "--modality train: pairs per forward/backward pass (gradient caching; 0 = the whole batch)")
       ->capture_default_str();
-  bench_cmd->add_option("--precision", bench.precision, "--modality train: fp32 or bf16")
+  bench_cmd->add_option("--precision", bench.precision,
+                        "fp32 or bf16 (autocast; image and text also report the lowest cosine against fp32)")
       ->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Items per forward pass")->capture_default_str();
   bench_cmd->add_option("--warmup", bench.warmup, "Untimed iterations first")->capture_default_str();

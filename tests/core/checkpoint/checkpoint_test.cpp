@@ -139,6 +139,29 @@ std::string edited_checkpoint(const TempDir& dir, const std::function<void(State
   return path;
 }
 
+TEST(Checkpoint, LoadedWeightsAreTheFilesPagesAndWritesStayPrivate) {
+  // load_model serves an fp32 safetensors file from its mapping: the model
+  // equals a copying read, training it in place works, and the file never
+  // changes (copy-on-write), so a second load sees the original weights.
+  TempDir dir;
+  const std::string path = dir / "tiny.safetensors";
+  testing::write_file(path, testing::read_file(testing::fixture("tiny.safetensors")));
+  const std::string before = testing::read_file(path);
+  const Checkpoint copied = CheckpointReader::read(path);
+  {
+    ClipModel model = CheckpointReader::load_model(path);
+    for (const auto& p : model->named_parameters()) {
+      ASSERT_TRUE(torch::equal(p.value(), copied.state.at(p.key()))) << p.key();
+    }
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.add_(1.0f);
+    EXPECT_TRUE(torch::equal(model->token_embedding->weight, copied.state.at("token_embedding.weight") + 1.0f));
+    ClipModel again = CheckpointReader::load_model(path);  // while the first still maps the file
+    EXPECT_TRUE(torch::equal(again->token_embedding->weight, copied.state.at("token_embedding.weight")));
+  }
+  EXPECT_EQ(testing::read_file(path), before);
+}
+
 TEST(Checkpoint, UnexpectedKeyIsNamed) {
   TempDir dir;
   auto path = edited_checkpoint(dir, [](StateDict& s) { s["visual.extra_head.weight"] = torch::zeros({3}); });
