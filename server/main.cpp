@@ -18,6 +18,7 @@
 #include "core/base/error.h"
 #include "core/base/pem_file.h"
 #include "core/image/image_decoder.h"
+#include "core/runtime/inference_precision.h"
 #include "core/runtime/torch_runtime.h"
 #include "server/embedding/embedding_engine.h"
 #include "server/embedding/embedding_metrics.h"
@@ -134,6 +135,9 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-wait-ms", cfg.batcher.max_wait_ms,
                  "How long a batch waits for more calls (-1 = auto: a tenth of the model's measured pass time)")
       ->capture_default_str();
+  app.add_option("--precision", cfg.batcher.precision,
+                 "Forward passes in fp32, or bf16 (autocast; needs AVX512-BF16 or AMX on a CPU)")
+      ->capture_default_str();
   app.add_option("--max-queue-items", cfg.batcher.max_queue_items,
                  "Queued items per model and modality before calls get RESOURCE_EXHAUSTED")
       ->capture_default_str();
@@ -212,6 +216,7 @@ int run(int argc, char** argv) {
   ro.device = cfg.device;
   const RuntimeInfo runtime = configure_runtime(ro);
   const std::string device = resolve_device(cfg.device).str();
+  check_inference_precision(parse_inference_precision(cfg.batcher.precision), resolve_device(cfg.device));
   log_info("refineryd %s starting: %s, device %s", REFINERY_VERSION, runtime.summary().c_str(), device.c_str());
   if (!cfg.config_file.empty()) log_info("config file %s", cfg.config_file.c_str());
 
@@ -238,8 +243,8 @@ int run(int argc, char** argv) {
   ModelRegistry models(mo);
   const std::string wait = cfg.batcher.max_wait_ms >= 0 ? "up to " + std::to_string(static_cast<int>(cfg.batcher.max_wait_ms)) + " ms"
                                                         : std::string("up to a tenth of each model's measured pass time");
-  log_info("batching: up to %d images / %d texts per pass, waiting %s for company", cfg.batcher.max_batch_images,
-           cfg.batcher.max_batch_texts, wait.c_str());
+  log_info("batching: up to %d images / %d texts per pass in %s, waiting %s for company",
+           cfg.batcher.max_batch_images, cfg.batcher.max_batch_texts, cfg.batcher.precision.c_str(), wait.c_str());
   log_info("%zu model(s) registered, default %s", models.list().size(),
            models.default_ref().empty() ? "(none)" : models.default_ref().c_str());
   IndexRegistry indexes(cfg.data_dir);

@@ -4,6 +4,7 @@
 
 #include "core/base/error.h"
 #include "core/embedding/image_batch_reader.h"
+#include "core/runtime/autocast_guard.h"
 
 namespace refinery {
 
@@ -14,6 +15,7 @@ Embedder::Embedder(ClipModel model, c10::Device device, EmbedderOptions options)
         return o;
       }()) {
   if (options_.batch_size <= 0) throw invalid_argument("batch size must be positive");
+  check_inference_precision(options_.precision, device_);
   model_->to(device_);
   model_->eval();
 }
@@ -26,6 +28,7 @@ at::Tensor Embedder::tokenize(const std::vector<std::string>& texts) const {
 
 at::Tensor Embedder::embed_tokens(const at::Tensor& tokens, const EmbedProgress& progress) {
   torch::InferenceMode guard;
+  AutocastGuard autocast(device_.type(), options_.precision == InferencePrecision::kBf16);
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < tokens.size(0); i += options_.batch_size) {
     auto batch = tokens.narrow(0, i, std::min<int64_t>(options_.batch_size, tokens.size(0) - i)).to(device_);
@@ -39,6 +42,7 @@ at::Tensor Embedder::embed_tokens(const at::Tensor& tokens, const EmbedProgress&
 
 at::Tensor Embedder::embed_pixels(const at::Tensor& pixels) {
   torch::InferenceMode guard;
+  AutocastGuard autocast(device_.type(), options_.precision == InferencePrecision::kBf16);
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < pixels.size(0); i += options_.batch_size) {
     auto batch = pixels.narrow(0, i, std::min<int64_t>(options_.batch_size, pixels.size(0) - i)).to(device_);

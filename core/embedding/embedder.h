@@ -12,6 +12,7 @@
 
 #include "core/image/image_preprocessor.h"
 #include "core/model/clip_model.h"
+#include "core/runtime/inference_precision.h"
 #include "core/text/bpe_tokenizer.h"
 
 namespace refinery {
@@ -22,6 +23,7 @@ struct EmbedderOptions {
   bool truncate = true;     // over-long texts: truncate (EOT last) or reject
   int decode_workers = 0;   // image decode threads; 0 = all cores
   int prefetch_batches = 2; // image batches decoded ahead of the model
+  InferencePrecision precision = InferencePrecision::kFp32;  // bf16: autocast (inference_precision.h)
 };
 
 // Called after each batch with the rows embedded so far; may throw to stop.

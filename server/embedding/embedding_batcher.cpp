@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/base/error.h"
+#include "core/runtime/autocast_guard.h"
 #include "server/models/model_registry.h"
 #include "server/runtime/log.h"
 
@@ -155,6 +156,7 @@ void EmbeddingBatcher::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
       t0 = Clock::now();
       torch::InferenceMode guard;
       const auto device_type = model->model->logit_scale.device();
+      AutocastGuard autocast(device_type.type(), options_.bf16);
       logit_scale = model->model->logit_scale.exp().item<double>();
       auto all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
       items = static_cast<int>(all.size(0));

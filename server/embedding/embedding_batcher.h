@@ -57,6 +57,7 @@ struct EmbeddingBatcherOptions {
   int max_batch = 32;
   double max_wait_ms = -1;  // -1: adaptive, a tenth of the lane's measured pass time (wait_budget.h)
   int max_queue_items = 4096;
+  bool bf16 = false;  // forward passes under bf16 autocast
 };
 
 class EmbeddingBatcher {

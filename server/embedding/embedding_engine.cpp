@@ -74,6 +74,7 @@ std::shared_ptr<EmbeddingEngine::Lane> EmbeddingEngine::lane_locked(const ModelE
     o.max_batch = modality == Modality::kText ? config_.max_batch_texts : config_.max_batch_images;
     o.max_wait_ms = config_.max_wait_ms;
     o.max_queue_items = config_.max_queue_items;
+    o.bf16 = config_.precision == "bf16";
     fresh->batcher = std::make_unique<EmbeddingBatcher>(entry.ref(), modality, o, registry_, device_mutex_, on_batch_);
     if (modality == Modality::kImage) {
       ImagePreprocessorOptions po;

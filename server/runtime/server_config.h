@@ -22,6 +22,9 @@ struct BatcherConfig {
   // ms, whatever the model. A lone caller never waits.
   double max_wait_ms = -1;
   int max_queue_items = 4096;    // queued items per (model, modality); beyond: RESOURCE_EXHAUSTED
+  // Every model's forward passes: fp32, or bf16 through autocast (refused at
+  // start on a CPU without native bf16; core/runtime/inference_precision.h).
+  std::string precision = "fp32";
 };
 
 // Who may connect and what they may do (access_control.h). Without TLS and

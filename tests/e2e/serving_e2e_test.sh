@@ -270,4 +270,19 @@ assert all(abs(x['score']-y['score']) < 1e-5 for x, y in zip(a, b)), (a, b)" "$W
   || fail "hits changed across the restart"
 ok "after restart: docs has 102 items, same hits: $r"
 
+echo "== --precision bf16: embeddings stay close to the reference"
+stop_refineryd --wait $((GRACE_S + 5)) || fail "refineryd still running after SIGTERM"
+if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then
+  start_refineryd "${SERVER_ARGS[@]}" --precision bf16
+  grep -q "per pass in bf16" "$WORK/server.log" || fail "start-up log lacks the precision"
+  cli embed text --texts "$FIX/texts.json" --output "$WORK/text16.safetensors" > /dev/null
+  r=$(st cosine "$WORK/text16.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.99 tiny@1) \
+    || fail "bf16 text features: $r"
+  ok "bf16 texts: $r"
+else
+  ! "$SERVERD" "${SERVER_ARGS[@]}" --precision bf16 > "$WORK/out.txt" 2>&1 || fail "bf16 accepted without native bf16"
+  grep -q "AVX512-BF16" "$WORK/out.txt" || fail "bf16 refusal: $(cat "$WORK/out.txt")"
+  ok "bf16 refused on this CPU"
+fi
+
 echo "all serving end-to-end checks passed"

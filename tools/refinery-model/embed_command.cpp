@@ -24,6 +24,7 @@ struct EmbedParams {
   std::vector<std::string> images;
   bool normalize = false, no_truncate = false;
   int batch = 64;
+  std::string precision = "fp32";
 };
 
 int run_embed(const EmbedParams& p, const CommonParams& common) {
@@ -32,6 +33,7 @@ int run_embed(const EmbedParams& p, const CommonParams& common) {
   auto model = CheckpointReader::load_model(p.checkpoint, read_options(common));
   EmbedderOptions o;
   o.batch_size = p.batch;
+  o.precision = parse_inference_precision(p.precision);
   o.normalize = p.normalize;
   o.truncate = !p.no_truncate;
   Embedder embedder(model, resolve_device(common.device), o);
@@ -77,6 +79,8 @@ void add_embed_command(CLI::App& app, Command& command) {
   emb_cmd->add_option("--images", emb.images, "IMG...");
   emb_cmd->add_option("--output", emb.output, "Write `embeddings` [N, D] float32 to this .safetensors");
   emb_cmd->add_option("--batch", emb.batch, "Items per forward pass")->capture_default_str();
+  emb_cmd->add_option("--precision", emb.precision, "fp32 or bf16 (autocast: bf16 matmuls, fp32 weights)")
+      ->capture_default_str();
   emb_cmd->add_flag("--normalize", emb.normalize, "L2-normalise the embeddings");
   emb_cmd->add_flag("--no-truncate", emb.no_truncate, "Reject over-long texts instead of truncating");
   add_common(emb_cmd, common, true);

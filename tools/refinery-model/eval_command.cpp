@@ -31,6 +31,7 @@ struct EvalParams {
   bool json_output = false;
   int batch = 64;
   int decode_workers = 0;
+  std::string precision = "fp32";
 };
 
 EvalSuiteSpec suite_from_flags(const EvalParams& p) {
@@ -116,6 +117,7 @@ int run_eval(const EvalParams& p, const CommonParams& common) {
   auto model = CheckpointReader::load_model(p.checkpoint, read_options(common));
   EmbedderOptions o;
   o.batch_size = p.batch;
+  o.precision = parse_inference_precision(p.precision);
   o.decode_workers = p.decode_workers;
   Embedder embedder(model, resolve_device(common.device), o);
 
@@ -165,6 +167,8 @@ void add_eval_command(CLI::App& app, Command& command) {
   cmd->add_flag("--json", p.json_output, "Print the report as one JSON object");
   cmd->add_option("--output", p.output, "Also write the report JSON to this file");
   cmd->add_option("--batch", p.batch, "Items per forward pass")->capture_default_str();
+  cmd->add_option("--precision", p.precision, "fp32 or bf16 (autocast: bf16 matmuls, fp32 weights)")
+      ->capture_default_str();
   cmd->add_option("--decode-workers", p.decode_workers, "Image decode threads (0 = all cores)")->capture_default_str();
   add_common(cmd, command.common, true);
   cmd->callback([&command, params] {

@@ -32,6 +32,16 @@ TEST(ServerConfig, LoopbackAddressesAreRecognised) {
   }
 }
 
+TEST(ServerConfig, PrecisionIsFp32OrBf16) {
+  ServerConfig c;
+  EXPECT_EQ(c.batcher.precision, "fp32");
+  c.batcher.precision = "bf16";
+  EXPECT_EQ(refusal(c), "");
+  EXPECT_NE(c.to_json().find("\"precision\":\"bf16\""), std::string::npos) << c.to_json();
+  c.batcher.precision = "fp16";
+  EXPECT_NE(refusal(c).find("--precision must be fp32 or bf16, got 'fp16'"), std::string::npos) << refusal(c);
+}
+
 TEST(ServerConfig, ARemoteListenerNeedsAuthenticationAndTls) {
   ServerConfig c;
   EXPECT_EQ(refusal(c), "");  // loopback, no security: the default

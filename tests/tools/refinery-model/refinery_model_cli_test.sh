@@ -26,6 +26,21 @@ st cosine "$WORK/text.safetensors" embeddings "$FIX/reference.safetensors" text_
 mapfile -t IMAGES < <(ls "$FIX"/images/* | sort)
 "$TOOL" embed -q --checkpoint "$FIX/tiny-hf" --images "${IMAGES[@]}" --output "$WORK/image.safetensors"
 st cosine "$WORK/image.safetensors" embeddings "$FIX/reference.safetensors" image_features 0.9995 || fail "image features"
+echo "== embed in bf16 (autocast): close to the reference, or refused on a CPU without native bf16"
+if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then
+  "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision bf16 --texts "$FIX/texts.json" --output "$WORK/text16.safetensors"
+  r=$(st cosine "$WORK/text16.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.99) || fail "bf16 text features: $r"
+  "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision bf16 --images "${IMAGES[@]}" --output "$WORK/image16.safetensors"
+  r2=$(st cosine "$WORK/image16.safetensors" embeddings "$FIX/reference.safetensors" image_features 0.99) || fail "bf16 image features: $r2"
+  echo "ok: bf16 texts $r; images $r2"
+else
+  ! "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision bf16 --texts "$FIX/texts.json" 2> "$WORK/err.txt" \
+    || fail "bf16 accepted on a CPU without native bf16"
+  grep -q "AVX512-BF16" "$WORK/err.txt" || fail "bf16 refusal does not say why: $(cat "$WORK/err.txt")"
+fi
+! "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision int8 --texts "$FIX/texts.json" 2> "$WORK/err.txt" \
+  || fail "int8 accepted"
+grep -q "precision 'int8'" "$WORK/err.txt" || fail "int8 refusal: $(cat "$WORK/err.txt")"
 echo "== progress bar: drawn on a terminal, absent when piped or with -q"
 # `script` runs the tool on a real pseudo-terminal and keeps what it drew.
 if command -v script > /dev/null; then
