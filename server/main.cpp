@@ -215,8 +215,9 @@ int run(int argc, char** argv) {
   ro.threads = cfg.threads;
   ro.device = cfg.device;
   const RuntimeInfo runtime = configure_runtime(ro);
-  const std::string device = resolve_device(cfg.device).str();
-  check_inference_precision(parse_inference_precision(cfg.batcher.precision), resolve_device(cfg.device));
+  const c10::Device resolved = resolve_device(cfg.device);
+  const std::string device = resolved.str();
+  check_inference_precision(parse_inference_precision(cfg.batcher.precision), resolved);
   log_info("refineryd %s starting: %s, device %s", REFINERY_VERSION, runtime.summary().c_str(), device.c_str());
   if (!cfg.config_file.empty()) log_info("config file %s", cfg.config_file.c_str());
 
