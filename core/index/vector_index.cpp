@@ -47,6 +47,14 @@ std::string normalize_row(const float* src, float* dst, int dim) {
   return {};
 }
 
+// Makes room for `extra` more elements, growing the capacity by at least
+// half: exact reserves would copy the whole vector on every single add.
+template <typename T>
+void reserve_more(std::vector<T>& v, size_t extra) {
+  const size_t need = v.size() + extra;
+  if (need > v.capacity()) v.reserve(std::max(need, v.capacity() + v.capacity() / 2));
+}
+
 // FAISS labels are slot numbers; a tombstoned slot is not a member.
 struct LiveSlots : faiss::IDSelector {
   LiveSlots(const uint8_t* live, size_t n) : live(live), n(n) {}
@@ -109,9 +117,28 @@ bool VectorIndex::ivf_should_train() const {
   if (!ann_) {
     return live >= std::max(kIvfTrainMinItems, kIvfMinPointsPerCell * static_cast<size_t>(options_.ivf_nlist));
   }
-  // A fixed nlist never needs retraining; an automatic one follows n.
-  return options_.ivf_nlist == 0 && live >= kIvfRetrainGrowth * ivf_trained_at_ &&
-         auto_nlist(live) > static_cast<const faiss::IndexIVF*>(ann_.get())->nlist;
+  // A fixed nlist never needs retraining for growth; an automatic one follows n.
+  const bool grown = options_.ivf_nlist == 0 && live >= kIvfRetrainGrowth * ivf_trained_at_ &&
+                     auto_nlist(live) > static_cast<const faiss::IndexIVF*>(ann_.get())->nlist;
+  const bool drifted = ivf_train_distance_ > 0 &&
+                       drift_count_ >= std::max(kIvfDriftMinItems, ivf_trained_at_ / 10) &&
+                       drift_sum_ / static_cast<double>(drift_count_) > kIvfDriftFactor * ivf_train_distance_;
+  return grown || drifted;
+}
+
+double VectorIndex::ivf_train_distance() const {
+  auto lock = read_lock();
+  return ivf_train_distance_;
+}
+
+double VectorIndex::ivf_added_distance() const {
+  auto lock = read_lock();
+  return drift_count_ > 0 ? drift_sum_ / static_cast<double>(drift_count_) : 0.0;
+}
+
+void VectorIndex::set_background_training(bool on) {
+  auto lock = write_lock();
+  background_training_ = on;
 }
 
 size_t VectorIndex::ivf_default_nprobe() const {
@@ -132,6 +159,20 @@ void VectorIndex::add_slots(faiss::Index& target, size_t first_slot, size_t coun
     for (size_t i = 0; i < count; ++i) labels[i] = static_cast<idx_t>(first_slot + i);
     target.add_with_ids(static_cast<idx_t>(count), x, labels.data());
   }
+}
+
+void VectorIndex::add_to_ivf(size_t first, size_t count) {
+  if (count == 0) return;
+  auto ivf = static_cast<faiss::IndexIVF*>(ann_.get());
+  const float* x = vectors_.data() + first * dim_;
+  // Assign once, and keep the distances: they are the drift measure.
+  std::vector<float> D(count);
+  std::vector<idx_t> cell(count), labels(count);
+  ivf->quantizer->search(static_cast<idx_t>(count), x, 1, D.data(), cell.data());
+  for (size_t i = 0; i < count; ++i) labels[i] = static_cast<idx_t>(first + i);
+  ivf->add_core(static_cast<idx_t>(count), x, labels.data(), cell.data());
+  for (size_t i = 0; i < count; ++i) drift_sum_ += 1.0 - static_cast<double>(D[i]);
+  drift_count_ += count;
 }
 
 void VectorIndex::rebuild_ann() {
@@ -155,6 +196,7 @@ void VectorIndex::train_ivf(std::vector<float> x, std::vector<idx_t> labels, siz
                             uint64_t snapshot_layout) {
   const size_t n = labels.size();
   std::unique_ptr<faiss::IndexIVFFlat> ivf;
+  double distance = 0;
   try {
     const size_t nlist = options_.ivf_nlist > 0 ? static_cast<size_t>(options_.ivf_nlist) : auto_nlist(n);
     auto quantizer = std::make_unique<faiss::IndexFlatIP>(dim_);
@@ -164,7 +206,12 @@ void VectorIndex::train_ivf(std::vector<float> x, std::vector<idx_t> labels, siz
     ivf->cp.niter = kIvfTrainIterations;
     ivf->cp.spherical = true;  // unit vectors: keep the centroids on the sphere too
     ivf->train(static_cast<idx_t>(n), x.data());
-    ivf->add_with_ids(static_cast<idx_t>(n), x.data(), labels.data());
+    std::vector<float> D(n);
+    std::vector<idx_t> cell(n);
+    ivf->quantizer->search(static_cast<idx_t>(n), x.data(), 1, D.data(), cell.data());
+    ivf->add_core(static_cast<idx_t>(n), x.data(), labels.data(), cell.data());
+    for (float d : D) distance += 1.0 - static_cast<double>(d);
+    distance /= static_cast<double>(std::max<size_t>(n, 1));
   } catch (const std::exception&) {
     // The items are in; the index keeps its old cells (or exact search) and
     // the next add() tries again. Failing the add would make callers retry
@@ -175,18 +222,61 @@ void VectorIndex::train_ivf(std::vector<float> x, std::vector<idx_t> labels, siz
   }
   auto lock = write_lock();
   training_ = false;
+  std::unique_ptr<faiss::Index> previous = std::move(ann_);
+  const double previous_distance = ivf_train_distance_, previous_sum = drift_sum_;
+  const size_t previous_count = drift_count_;
+  ann_ = std::move(ivf);
+  ivf_train_distance_ = distance;
+  drift_sum_ = 0;
+  drift_count_ = 0;
   try {
     if (snapshot_layout != layout_version_) {
-      ivf->reset();  // slots were renumbered meanwhile: list them afresh
-      add_slots(*ivf, 0, slots());
+      rebuild_ann();  // slots were renumbered meanwhile: list them afresh
     } else {
-      add_slots(*ivf, snapshot_slots, slots() - snapshot_slots);  // added while training
+      add_to_ivf(snapshot_slots, slots() - snapshot_slots);  // added while training
     }
   } catch (const std::exception&) {
-    return;  // as above: keep the old structure, retry on the next add()
+    // As above: keep the old structure, retry on the next add().
+    ann_ = std::move(previous);
+    ivf_train_distance_ = previous_distance;
+    drift_sum_ = previous_sum;
+    drift_count_ = previous_count;
+    return;
   }
-  ann_ = std::move(ivf);
   ivf_trained_at_ = n;
+}
+
+bool VectorIndex::take_training_snapshot(std::vector<float>* x, std::vector<idx_t>* labels, size_t* snapshot_slots,
+                                         uint64_t* snapshot_layout) {
+  if (!ivf_should_train()) return false;
+  training_ = true;
+  x->reserve(slot_of_.size() * dim_);
+  labels->reserve(slot_of_.size());
+  for (size_t s = 0; s < slots(); ++s) {
+    if (!live_[s]) continue;
+    x->insert(x->end(), vectors_.begin() + s * dim_, vectors_.begin() + (s + 1) * dim_);
+    labels->push_back(static_cast<idx_t>(s));
+  }
+  *snapshot_slots = slots();
+  *snapshot_layout = layout_version_;
+  return true;
+}
+
+bool VectorIndex::train_if_due() {
+  {
+    auto lock = read_lock();
+    if (!ivf_should_train()) return false;
+  }
+  std::vector<float> x;
+  std::vector<idx_t> labels;
+  size_t snapshot_slots = 0;
+  uint64_t snapshot_layout = 0;
+  {
+    auto lock = write_lock();
+    if (!take_training_snapshot(&x, &labels, &snapshot_slots, &snapshot_layout)) return false;
+  }
+  train_ivf(std::move(x), std::move(labels), snapshot_slots, snapshot_layout);
+  return true;
 }
 
 void VectorIndex::compact_and_rebuild() {
@@ -248,33 +338,41 @@ AddResult VectorIndex::add(const std::vector<std::string>& ids, const float* vec
   std::vector<idx_t> labels;
   size_t snapshot_slots = 0;
   uint64_t snapshot_layout = 0;
+  bool train_now = false;
   {
     auto lock = write_lock();
     result = add_locked(ids, vectors, n, metadata, upsert);
-    if (ivf_should_train()) {
-      training_ = true;
-      train.reserve(slot_of_.size() * dim_);
-      labels.reserve(slot_of_.size());
-      for (size_t s = 0; s < slots(); ++s) {
-        if (!live_[s]) continue;
-        train.insert(train.end(), vectors_.begin() + s * dim_, vectors_.begin() + (s + 1) * dim_);
-        labels.push_back(static_cast<idx_t>(s));
-      }
-      snapshot_slots = slots();
-      snapshot_layout = layout_version_;
+    if (!background_training_) {
+      train_now = take_training_snapshot(&train, &labels, &snapshot_slots, &snapshot_layout);
     }
   }
   // k-means runs unlocked: searches go on, over the old cells or exactly.
-  if (!labels.empty()) train_ivf(std::move(train), std::move(labels), snapshot_slots, snapshot_layout);
+  if (train_now) train_ivf(std::move(train), std::move(labels), snapshot_slots, snapshot_layout);
   return result;
 }
 
-AddResult VectorIndex::add_locked(const std::vector<std::string>& ids, const float* vectors, size_t n,
-                                  const std::vector<std::string>& metadata, bool upsert) {
-  // Validate everything before touching the index: all or nothing.
+void VectorIndex::check_add(const std::vector<std::string>& ids, const float* vectors, size_t n,
+                            const std::vector<std::string>& metadata, bool upsert) const {
+  if (ids.size() != n) {
+    throw invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(n) + " vectors");
+  }
+  if (!metadata.empty() && metadata.size() != n) {
+    throw invalid_argument("got " + std::to_string(metadata.size()) + " metadata strings for " + std::to_string(n) +
+                           " items");
+  }
+  if (n == 0) return;
+  if (vectors == nullptr) throw invalid_argument("no vectors given for " + std::to_string(n) + " items");
+  std::vector<size_t> replaced;
+  auto lock = read_lock();
+  prepare_add(ids, vectors, n, metadata, upsert, &replaced);
+}
+
+std::vector<float> VectorIndex::prepare_add(const std::vector<std::string>& ids, const float* vectors, size_t n,
+                                            const std::vector<std::string>& metadata, bool upsert,
+                                            std::vector<size_t>* replaced_slots) const {
+  (void)metadata;  // any string; its count was checked by the caller
   std::unordered_map<std::string, size_t> in_call;
   in_call.reserve(n);
-  std::vector<size_t> replaced_slots;
   for (size_t i = 0; i < n; ++i) {
     const std::string& id = ids[i];
     if (id.empty()) throw invalid_argument(item_name(i, id) + " has an empty id");
@@ -289,7 +387,7 @@ AddResult VectorIndex::add_locked(const std::vector<std::string>& ids, const flo
         throw invalid_argument("id " + in_quotes(id) + " (item " + std::to_string(i) +
                                ") already exists in the index; use upsert to replace it");
       }
-      replaced_slots.push_back(existing->second);
+      replaced_slots->push_back(existing->second);
     }
   }
   std::vector<float> rows(n * dim_);
@@ -297,13 +395,22 @@ AddResult VectorIndex::add_locked(const std::vector<std::string>& ids, const flo
     std::string problem = normalize_row(vectors + i * dim_, rows.data() + i * dim_, dim_);
     if (!problem.empty()) throw invalid_argument(item_name(i, ids[i]) + ": " + problem);
   }
+  return rows;
+}
 
-  // Commit. Reserve first so the appends below cannot throw half-way.
+AddResult VectorIndex::add_locked(const std::vector<std::string>& ids, const float* vectors, size_t n,
+                                  const std::vector<std::string>& metadata, bool upsert) {
+  // Validate everything before touching the index: all or nothing.
+  std::vector<size_t> replaced_slots;
+  const std::vector<float> rows = prepare_add(ids, vectors, n, metadata, upsert, &replaced_slots);
+
+  // Commit. Reserve first so the appends below cannot throw half-way; grow
+  // geometrically, or a stream of single adds copies the index every time.
   const size_t first = slots();
-  vectors_.reserve(vectors_.size() + rows.size());
-  ids_.reserve(first + n);
-  metadata_.reserve(first + n);
-  live_.reserve(first + n);
+  reserve_more(vectors_, rows.size());
+  reserve_more(ids_, n);
+  reserve_more(metadata_, n);
+  reserve_more(live_, n);
   slot_of_.reserve(slot_of_.size() + n);
   vectors_.insert(vectors_.end(), rows.begin(), rows.end());
   for (size_t i = 0; i < n; ++i) {
@@ -316,7 +423,11 @@ AddResult VectorIndex::add_locked(const std::vector<std::string>& ids, const flo
   for (size_t i = 0; i < n; ++i) slot_of_[ids[i]] = first + i;
 
   try {
-    if (ann_) add_slots(*ann_, first, n);
+    if (options_.kind == IndexKind::kIvf && ann_) {
+      add_to_ivf(first, n);
+    } else if (ann_) {
+      add_slots(*ann_, first, n);
+    }
   } catch (const std::exception& e) {
     // Undo, so the index is exactly as before the call.
     for (size_t i = 0; i < n; ++i) slot_of_.erase(ids[i]);

@@ -6,9 +6,14 @@
 // so every score is a cosine similarity in [-1, 1]. Kinds:
 //   FLAT  exact (FAISS brute force over the stored vectors).
 //   IVF   inverted lists over k-means cells, trained on the items present once
-//         there are kIvfTrainMinItems (exact search until then) and, with an
-//         automatic nlist, retrained when the items grow kIvfRetrainGrowth-fold.
-//         k-means runs outside the lock: searches go on meanwhile.
+//         there are kIvfTrainMinItems (exact search until then) and retrained
+//         when, with an automatic nlist, the items grew kIvfRetrainGrowth-fold
+//         or when the data has drifted: the items added since training sit
+//         kIvfDriftFactor times farther from their nearest cell centre (mean
+//         1 - cosine) than the training items did. k-means runs outside the
+//         lock: searches go on meanwhile. By default the add() that makes
+//         training due runs it; with set_background_training(true) add() only
+//         notes it and train_if_due() (a maintenance thread's call) runs it.
 //   HNSW  a graph (IndexHNSWFlat); per-call ef via SearchParams.
 //
 // Deletion: an item's slot is tombstoned and filtered out of every search
@@ -63,6 +68,11 @@ class VectorIndex {
   // With an automatic nlist, the cells are retrained when the live items grow
   // by this factor since the last training, so nlist keeps up with n.
   static constexpr size_t kIvfRetrainGrowth = 4;
+  // Drift: retrain once at least max(kIvfDriftMinItems, a tenth of the
+  // trained items) were added since training and their mean distance to the
+  // nearest centre is this factor above the training items'.
+  static constexpr double kIvfDriftFactor = 1.25;
+  static constexpr size_t kIvfDriftMinItems = 1000;
   // Compact (and rebuild the FAISS structure) once this fraction of slots are
   // tombstones: bounds the memory and search time spent on deleted items.
   static constexpr double kCompactDeadFraction = 0.25;
@@ -85,6 +95,11 @@ class VectorIndex {
   AddResult add(const std::vector<std::string>& ids, const std::vector<std::vector<float>>& vectors,
                 const std::vector<std::string>& metadata = {}, bool upsert = false);
 
+  // Throws exactly what add() with these arguments would throw now, changing
+  // nothing: lets a caller log a change before applying it.
+  void check_add(const std::vector<std::string>& ids, const float* vectors, size_t n,
+                 const std::vector<std::string>& metadata = {}, bool upsert = false) const;
+
   // Deletes the items with these ids and returns how many existed; unknown
   // (or repeated) ids are ignored, so the count tells the caller which case.
   size_t remove(const std::vector<std::string>& ids);
@@ -102,14 +117,25 @@ class VectorIndex {
   bool trained() const;    // IVF: whether the cells exist; other kinds: true
   int ivf_nlist() const;   // IVF cells in use; 0 while untrained or not IVF
   bool contains(const std::string& id) const;
+  // IVF drift: mean (1 - cosine to the nearest centre) of the training items
+  // and of the items added since; 0 when unknown.
+  double ivf_train_distance() const;
+  double ivf_added_distance() const;
+
+  // With true, add() never trains IVF cells itself; train_if_due() does.
+  void set_background_training(bool on);
+  // Trains (or retrains) the IVF cells if due; returns whether it did.
+  bool train_if_due();
 
   // Persists the index into `dir` atomically; see vector_index_storage.cpp for the
   // protocol. Siblings `dir`.tmp and `dir`.old are used on the way.
-  void save(const std::string& dir) const;
+  // `log_segment` is stored with it: the first write-ahead log segment whose
+  // changes the snapshot does not hold (see IndexLog).
+  void save(const std::string& dir, uint64_t log_segment = 0) const;
   // Loads what save() wrote, first repairing an interrupted save (recover()).
   // A missing dir is not_found; a corrupt or truncated file is
-  // invalid_argument naming the file.
-  static std::unique_ptr<VectorIndex> load(const std::string& dir);
+  // invalid_argument naming the file. `log_segment` receives what save() stored.
+  static std::unique_ptr<VectorIndex> load(const std::string& dir, uint64_t* log_segment = nullptr);
   // Finishes or rolls back a save() interrupted by a crash, leaving `dir` as
   // the last complete state and no `dir`.tmp / `dir`.old behind.
   static void recover(const std::string& dir);
@@ -118,6 +144,17 @@ class VectorIndex {
   size_t slots() const { return ids_.size(); }
   AddResult add_locked(const std::vector<std::string>& ids, const float* vectors, size_t n,
                        const std::vector<std::string>& metadata, bool upsert);
+  // Validates an add against the current items; returns the normalised rows
+  // and fills the slots an upsert replaces. Throws invalid_argument.
+  std::vector<float> prepare_add(const std::vector<std::string>& ids, const float* vectors, size_t n,
+                                 const std::vector<std::string>& metadata, bool upsert,
+                                 std::vector<size_t>* replaced_slots) const;
+  // Adds slots [first, first + count) to a trained IVF, measuring drift.
+  void add_to_ivf(size_t first, size_t count);
+  // Under the write lock: if training is due, snapshots the live items into
+  // the arguments and marks training under way.
+  bool take_training_snapshot(std::vector<float>* x, std::vector<int64_t>* labels, size_t* snapshot_slots,
+                              uint64_t* snapshot_layout);
   void compact_and_rebuild();  // drops tombstones, rebuilds the FAISS structure
   // Recreates ann_ over every slot: a new HNSW graph, or the IVF lists under
   // the existing cells. Never trains.
@@ -159,6 +196,10 @@ class VectorIndex {
   std::unique_ptr<faiss::Index> ann_;
   size_t ivf_trained_at_ = 0;  // live items when the IVF cells were trained
   bool training_ = false;      // an IVF training run is under way (unlocked)
+  bool background_training_ = false;
+  double ivf_train_distance_ = 0;  // mean 1 - cos to the nearest centre at training
+  double drift_sum_ = 0;           // of 1 - cos over items added since training
+  size_t drift_count_ = 0;
   uint64_t layout_version_ = 0;  // bumped whenever slots are renumbered
 };
 

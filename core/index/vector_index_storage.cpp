@@ -25,7 +25,9 @@
 //   vectors.f32    slots x dim float32 (native byte order), L2-normalised
 //   items.bin      per slot: u8 live, u32 id length, id, u32 metadata length, metadata
 //   faiss.index    the trained IVF or the HNSW graph (absent for FLAT / untrained IVF)
-//   manifest.json  dim, options, counts, and the size + checksum of every file above
+//   manifest.json  dim, options, counts, IVF drift statistics, the first
+//                  write-ahead log segment not included (log_segment), and the
+//                  size + checksum of every file above
 // Steps:
 //   1. recover(dir) (below) so no earlier crash is pending;
 //   2. write everything into the sibling `dir`.tmp, fsync each file; the
@@ -106,7 +108,7 @@ void VectorIndex::recover(const std::string& dir) {
   }
 }
 
-void VectorIndex::save(const std::string& dir) const {
+void VectorIndex::save(const std::string& dir, uint64_t log_segment) const {
   recover(dir);
   const std::string tmp = dir + ".tmp", old = dir + ".old", parent = parent_of(dir);
   {
@@ -165,6 +167,10 @@ void VectorIndex::save(const std::string& dir) const {
                   {"live", slot_of_.size()},
                   {"ann", ann},
                   {"ivf_trained_at", ivf_trained_at_},
+                  {"ivf_train_distance", ivf_train_distance_},
+                  {"ivf_drift_sum", drift_sum_},
+                  {"ivf_drift_count", drift_count_},
+                  {"log_segment", log_segment},
                   {"files", files}};
     }
     {
@@ -194,7 +200,7 @@ void VectorIndex::save(const std::string& dir) const {
   if (had_old) remove_tree(old);
 }
 
-std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir) {
+std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t* log_segment) {
   recover(dir);
   if (!exists(dir)) throw not_found("no saved vector index at " + dir);
   const std::string manifest_path = dir + "/" + kManifest;
@@ -229,6 +235,12 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir) {
     live = json_integer<size_t>(m.at("live"), "live");
     ann = m.at("ann").get<std::string>();
     index->ivf_trained_at_ = json_integer<size_t>(m.at("ivf_trained_at"), "ivf_trained_at");
+    // Added with the write-ahead log; older snapshots lack them.
+    index->ivf_train_distance_ = m.value("ivf_train_distance", 0.0);
+    index->drift_sum_ = m.value("ivf_drift_sum", 0.0);
+    index->drift_count_ = m.contains("ivf_drift_count") ? json_integer<size_t>(m.at("ivf_drift_count"), "ivf_drift_count") : 0;
+    const uint64_t segment = m.contains("log_segment") ? json_integer<uint64_t>(m.at("log_segment"), "log_segment") : 0;
+    if (log_segment) *log_segment = segment;
     const auto& files = m.at("files");
     vectors_bytes = json_integer<uint64_t>(files.at(kVectorsFile).at("bytes"), std::string(kVectorsFile) + ".bytes");
     vectors_sum = files.at(kVectorsFile).at("checksum").get<std::string>();

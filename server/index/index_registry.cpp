@@ -148,18 +148,6 @@ IndexInfo IndexHandle::info() const {
   return info;
 }
 
-std::shared_ptr<const VectorIndex> IndexHandle::index() const { return mutable_index(); }
-
-std::shared_ptr<VectorIndex> IndexHandle::mutable_index() const {
-  std::lock_guard<std::mutex> lock(index_mu_);
-  return index_;
-}
-
-void IndexHandle::replace_index(std::shared_ptr<VectorIndex> index) {
-  std::lock_guard<std::mutex> lock(index_mu_);
-  index_ = std::move(index);
-}
-
 // ---------------------------------------------------------------- IndexRegistry
 
 bool IndexRegistry::valid_name(const std::string& name) {
@@ -172,7 +160,8 @@ bool IndexRegistry::valid_name(const std::string& name) {
   return true;
 }
 
-IndexRegistry::IndexRegistry(std::string data_dir) : root_(std::move(data_dir) + "/indexes") {
+IndexRegistry::IndexRegistry(std::string data_dir, const IndexRegistryOptions& options)
+    : root_(std::move(data_dir) + "/indexes"), options_(options) {
   std::error_code ec;
   fs::create_directories(root_, ec);
   if (ec) throw internal_error("cannot create the index folder " + root_ + ": " + ec.message());
@@ -204,6 +193,47 @@ IndexRegistry::IndexRegistry(std::string data_dir) : root_(std::move(data_dir) +
     }
   }
   log_info("loaded %zu vector indexes from %s (%zu broken)", indexes_.size(), root_.c_str(), broken_.size());
+  if (options_.maintain_every.count() > 0) maintainer_ = std::thread([this] { maintain_loop(); });
+}
+
+IndexRegistry::~IndexRegistry() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (maintainer_.joinable()) maintainer_.join();
+}
+
+void IndexRegistry::maintain_loop() {
+  std::unique_lock<std::mutex> lock(stop_mu_);
+  while (!stop_cv_.wait_for(lock, options_.maintain_every, [&] { return stopping_; })) {
+    lock.unlock();
+    maintain();
+    lock.lock();
+  }
+}
+
+void IndexRegistry::maintain() {
+  std::vector<std::pair<std::string, std::shared_ptr<IndexHandle>>> handles;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& entry : indexes_) handles.push_back(entry);
+  }
+  for (const auto& [name, handle] : handles) {
+    try {
+      const auto start = std::chrono::steady_clock::now();
+      if (handle->store_->maintain()) {
+        const auto stats = handle->store_->stats();
+        log_info("index %s: upkeep took %.2f s (snapshot %.1f MB, IVF cells %s)", in_quotes(name).c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                 static_cast<double>(stats.snapshot_bytes) / 1e6, handle->index()->trained() ? "trained" : "not yet");
+      }
+    } catch (const std::exception& e) {
+      // The log still holds every change: nothing is lost, the next round retries.
+      log_error("index %s: upkeep failed: %s", in_quotes(name).c_str(), e.what());
+    }
+  }
 }
 
 void IndexRegistry::load_one(const std::string& name) {
@@ -212,12 +242,22 @@ void IndexRegistry::load_one(const std::string& name) {
   if (info.name != name) {
     throw invalid_argument(dir + "/" + kInfoFile + ": names index " + in_quotes(info.name) + ", not " + in_quotes(name));
   }
-  std::shared_ptr<VectorIndex> index = VectorIndex::load(dir + "/" + kVectorsDir);
+  std::unique_ptr<PersistentIndex> store = PersistentIndex::open(dir, options_.persistence);
+  auto index = store->index();
   if (index->dim() != info.dim || index->options().kind != info.options.kind) {
     throw invalid_argument(dir + "/" + kVectorsDir + ": dimension or kind differs from " + kInfoFile);
   }
   info.options = index->options();
-  indexes_[name] = std::shared_ptr<IndexHandle>(new IndexHandle(std::move(info), dir, std::move(index)));
+  const auto stats = store->stats();
+  if (!stats.log_repair.empty()) {
+    log_warning("index %s: %s (a change that was being written at a crash, never acknowledged)",
+                in_quotes(name).c_str(), stats.log_repair.c_str());
+  }
+  if (stats.replayed_records > 0) {
+    log_info("index %s: %zu items; replayed %llu logged changes in %.2f s", in_quotes(name).c_str(), index->size(),
+             static_cast<unsigned long long>(stats.replayed_records), stats.open_seconds);
+  }
+  indexes_[name] = std::shared_ptr<IndexHandle>(new IndexHandle(std::move(info), std::move(store)));
 }
 
 IndexInfo IndexRegistry::create(const std::string& name, const std::string& model_ref, int dim,
@@ -230,7 +270,7 @@ IndexInfo IndexRegistry::create(const std::string& name, const std::string& mode
     throw invalid_argument("model reference " + in_quotes(model_ref) + " for index " + in_quotes(name) +
                            " is not of the form name@version");
   }
-  auto index = std::make_shared<VectorIndex>(dim, options);  // validates dim and options
+  const IndexOptions resolved = VectorIndex(dim, options).options();  // validates dim and options
 
   std::lock_guard<std::mutex> lock(mu_);
   const std::string dir = root_ + "/" + name;
@@ -245,7 +285,7 @@ IndexInfo IndexRegistry::create(const std::string& name, const std::string& mode
   info.name = name;
   info.model = model_ref;
   info.dim = dim;
-  info.options = index->options();
+  info.options = resolved;
   info.created_unix_ms = now_unix_ms();
 
   const std::string staging = dir + kCreatingSuffix;
@@ -253,15 +293,16 @@ IndexInfo IndexRegistry::create(const std::string& name, const std::string& mode
     remove_tree(staging);
     if (::mkdir(staging.c_str(), 0755) != 0) throw io_error("cannot create", staging, errno);
     write_durably(staging + "/" + kInfoFile, info_to_json(info).dump(2) + "\n");
-    index->save(staging + "/" + kVectorsDir);  // fsyncs staging too
+    PersistentIndex::initialize(staging, dim, resolved);  // fsyncs staging too
     rename_path(staging, dir);
     fsync_path(root_, true);
   } catch (...) {
     fs::remove_all(staging, ec);
     throw;
   }
-  info.trained = index->trained();
-  indexes_[name] = std::shared_ptr<IndexHandle>(new IndexHandle(info, dir, std::move(index)));
+  auto store = PersistentIndex::open(dir, options_.persistence);
+  info.trained = store->index()->trained();
+  indexes_[name] = std::shared_ptr<IndexHandle>(new IndexHandle(info, std::move(store)));
   return info;
 }
 
@@ -279,11 +320,6 @@ void IndexRegistry::drop(const std::string& name) {
     dropping_.insert(name);
   }
   const std::string dir = root_ + "/" + name, doomed = dir + kDroppingSuffix;
-  std::unique_lock<std::mutex> writing;
-  if (handle) {
-    writing = std::unique_lock<std::mutex>(handle->write_mu_);  // let an add/remove in flight finish
-    handle->dropped_ = true;
-  }
   try {
     remove_tree(doomed);
     rename_path(dir, doomed);
@@ -291,12 +327,11 @@ void IndexRegistry::drop(const std::string& name) {
   } catch (...) {
     std::lock_guard<std::mutex> lock(mu_);
     dropping_.erase(name);
-    if (handle) {
-      handle->dropped_ = false;
-      indexes_[name] = handle;
-    }
+    if (handle) indexes_[name] = handle;
     throw;
   }
+  // Changes in flight finish (into the renamed folder); later ones are refused.
+  if (handle) handle->store_->close();
   std::error_code ec;
   fs::remove_all(doomed, ec);  // the drop is done; a leftover goes at the next start
   if (ec) log_warning("index %s dropped, but %s remains: %s", in_quotes(name).c_str(), doomed.c_str(), ec.message().c_str());
@@ -337,61 +372,40 @@ std::map<std::string, std::string> IndexRegistry::broken() const {
   return broken_;
 }
 
-// Applies a change and saves it; when the save fails, memory goes back to
-// what is on disk, so callers are never told "failed" about a change that
-// searches keep seeing. Returns the index's size afterwards.
-template <typename Apply>
-size_t IndexRegistry::apply_and_persist(const std::string& name, Apply&& apply) {
-  auto handle = find(name);
-  std::lock_guard<std::mutex> writing(handle->write_mu_);
-  if (handle->dropped_) throw not_found("no index named " + in_quotes(name));
-  auto index = handle->mutable_index();
-  const bool changed = apply(*index);  // validation errors throw and change nothing
-  if (changed) {
-    const std::string dir = handle->dir_ + "/" + kVectorsDir;
-    try {
-      index->save(dir);
-    } catch (const std::exception& e) {
-      try {
-        handle->replace_index(VectorIndex::load(dir));
-      } catch (const std::exception& reload) {
-        log_error("index %s: saving failed (%s) and so did reloading the saved state (%s); serving unsaved changes",
-                  in_quotes(name).c_str(), e.what(), reload.what());
-      }
-      throw;
-    }
-  }
-  return index->size();
-}
-
 AddItemsResult IndexRegistry::add(const std::string& name, const std::vector<std::string>& ids, const float* vectors,
                                   size_t n, const std::vector<std::string>& metadata, bool upsert) {
-  AddResult r;
-  size_t size = apply_and_persist(name, [&](VectorIndex& index) {
-    r = index.add(ids, vectors, n, metadata, upsert);
-    return n > 0;
-  });
-  return {r.added, r.replaced, size};
+  auto handle = find(name);
+  const AddResult r = handle->store_->add(ids, vectors, n, metadata, upsert);
+  return {r.added, r.replaced, handle->index()->size()};
 }
 
 AddItemsResult IndexRegistry::add(const std::string& name, const std::vector<std::string>& ids,
                                   const std::vector<std::vector<float>>& vectors,
                                   const std::vector<std::string>& metadata, bool upsert) {
-  AddResult r;
-  size_t size = apply_and_persist(name, [&](VectorIndex& index) {
-    r = index.add(ids, vectors, metadata, upsert);
-    return !vectors.empty();
-  });
-  return {r.added, r.replaced, size};
+  auto handle = find(name);
+  const int dim = handle->index()->dim();
+  if (ids.size() != vectors.size()) {
+    throw invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(vectors.size()) +
+                           " vectors");
+  }
+  std::vector<float> flat;
+  flat.reserve(vectors.size() * dim);
+  for (size_t i = 0; i < vectors.size(); ++i) {
+    if (vectors[i].size() != static_cast<size_t>(dim)) {
+      throw invalid_argument("item " + std::to_string(i) + " (id " + in_quotes(ids[i]) + ") has " +
+                             std::to_string(vectors[i].size()) + " values; the index holds " + std::to_string(dim) +
+                             "-dimensional vectors");
+    }
+    flat.insert(flat.end(), vectors[i].begin(), vectors[i].end());
+  }
+  const AddResult r = handle->store_->add(ids, flat.data(), vectors.size(), metadata, upsert);
+  return {r.added, r.replaced, handle->index()->size()};
 }
 
 RemoveItemsResult IndexRegistry::remove(const std::string& name, const std::vector<std::string>& ids) {
-  size_t deleted = 0;
-  size_t size = apply_and_persist(name, [&](VectorIndex& index) {
-    deleted = index.remove(ids);
-    return deleted > 0;
-  });
-  return {deleted, size};
+  auto handle = find(name);
+  const size_t deleted = handle->store_->remove(ids);
+  return {deleted, handle->index()->size()};
 }
 
 }  // namespace refinery

@@ -1,24 +1,30 @@
 // Every named vector index the server holds, persisted under
 // <data_dir>/indexes/<name>/:
 //   index.json   name, bound model "name@version", dim, options, created_unix_ms
-//   vectors/     the VectorIndex (VectorIndex::save's atomic directory)
-// The constructor reloads them all; an index that fails to load is logged and
-// skipped (see broken()), never fatal. add() and remove() persist the change
-// before they return, atomically: a crash leaves the previous or the new
-// state, and a failed save leaves memory as it was on disk.
+//   vectors/     the last snapshot (VectorIndex::save's atomic directory)
+//   log/         the write-ahead log of changes since (see PersistentIndex)
+// The constructor reloads them all (snapshot + log replay); an index that
+// fails to load is logged and skipped (see broken()), never fatal. add() and
+// remove() return once the change is logged durably; a failed log write
+// changes nothing. A background thread runs maintain() every
+// `maintain_every`: IVF (re)training and checkpoints.
 //
 // No gRPC and no LibTorch here: the IndexService embeds texts and images and
 // calls this with vectors.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "core/index/persistent_index.h"
 #include "core/index/vector_index.h"
 
 namespace refinery {
@@ -44,27 +50,28 @@ struct RemoveItemsResult {
   size_t size = 0;
 };
 
+struct IndexRegistryOptions {
+  PersistentIndexOptions persistence;
+  // How often the background thread trains due IVF cells and writes due
+  // checkpoints; zero: no thread (call maintain() yourself).
+  std::chrono::milliseconds maintain_every{1000};
+};
+
 // One index as the registry serves it; outlives a drop() while held.
-// Search through index(); change it through IndexRegistry::add/remove, which
-// persist.
+// Search through index(); change it through IndexRegistry::add/remove.
 class IndexHandle {
  public:
   IndexInfo info() const;  // with the current size and trained flag
-  std::shared_ptr<const VectorIndex> index() const;
+  std::shared_ptr<const VectorIndex> index() const { return store_->index(); }
+  PersistentIndexStats persistence() const { return store_->stats(); }
 
  private:
   friend class IndexRegistry;
-  IndexHandle(IndexInfo info, std::string dir, std::shared_ptr<VectorIndex> index)
-      : info_(std::move(info)), dir_(std::move(dir)), index_(std::move(index)) {}
-  std::shared_ptr<VectorIndex> mutable_index() const;
-  void replace_index(std::shared_ptr<VectorIndex> index);
+  IndexHandle(IndexInfo info, std::unique_ptr<PersistentIndex> store)
+      : info_(std::move(info)), store_(std::move(store)) {}
 
-  const IndexInfo info_;   // size/trained filled in by info()
-  const std::string dir_;  // <data_dir>/indexes/<name>
-  mutable std::mutex index_mu_;
-  std::shared_ptr<VectorIndex> index_;  // guarded by index_mu_
-  std::mutex write_mu_;                 // one change (apply + persist) at a time
-  bool dropped_ = false;                // guarded by write_mu_
+  const IndexInfo info_;  // size/trained filled in by info()
+  const std::unique_ptr<PersistentIndex> store_;  // in <data_dir>/indexes/<name>
 };
 
 class IndexRegistry {
@@ -72,7 +79,10 @@ class IndexRegistry {
   static constexpr size_t kMaxNameLength = 128;
 
   // Loads every index under <data_dir>/indexes, creating the folder if needed.
-  explicit IndexRegistry(std::string data_dir);
+  explicit IndexRegistry(std::string data_dir, const IndexRegistryOptions& options = {});
+  ~IndexRegistry();
+  IndexRegistry(const IndexRegistry&) = delete;
+  IndexRegistry& operator=(const IndexRegistry&) = delete;
 
   // Names: [A-Za-z0-9._-]{1,128}, not "." or ".."; model_ref: "name@version".
   // invalid_argument naming a bad name/ref/dim/option; FAILED_PRECONDITION
@@ -85,13 +95,18 @@ class IndexRegistry {
   std::shared_ptr<const IndexHandle> get(const std::string& name) const;
   std::vector<IndexInfo> list() const;  // loaded indexes, by name
 
-  // VectorIndex::add / remove on the named index, saved before returning.
+  // VectorIndex::add / remove on the named index, durable before returning.
   AddItemsResult add(const std::string& name, const std::vector<std::string>& ids, const float* vectors, size_t n,
                      const std::vector<std::string>& metadata = {}, bool upsert = false);
   AddItemsResult add(const std::string& name, const std::vector<std::string>& ids,
                      const std::vector<std::vector<float>>& vectors, const std::vector<std::string>& metadata = {},
                      bool upsert = false);
   RemoveItemsResult remove(const std::string& name, const std::vector<std::string>& ids);
+
+  // One round of upkeep over every index (what the background thread does):
+  // IVF cells trained when due (and then checkpointed, so a restart keeps
+  // them), checkpoints when a log has grown. Errors are logged, not thrown.
+  void maintain();
 
   // Indexes whose folder failed to load at start: name -> why.
   std::map<std::string, std::string> broken() const;
@@ -100,14 +115,19 @@ class IndexRegistry {
  private:
   std::shared_ptr<IndexHandle> find(const std::string& name) const;
   void load_one(const std::string& name);
-  template <typename Apply>
-  size_t apply_and_persist(const std::string& name, Apply&& apply);
+  void maintain_loop();
 
   std::string root_;  // <data_dir>/indexes
+  const IndexRegistryOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<IndexHandle>> indexes_;
   std::map<std::string, std::string> broken_;
   std::set<std::string> dropping_;  // names whose folder is being deleted
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::thread maintainer_;  // last: started once everything above is loaded
 };
 
 }  // namespace refinery

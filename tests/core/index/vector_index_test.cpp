@@ -216,6 +216,39 @@ TEST(VectorIndexTest, IvfRetrainsItsCellsAsItGrows) {
   }
 }
 
+TEST(VectorIndexTest, IvfRetrainsWhenNewItemsDriftFromItsCells) {
+  const int dim = 32;
+  IndexOptions o = options_for(IndexKind::kIvf);
+  o.ivf_nlist = 16;  // fixed: growth alone never retrains
+  VectorIndex index(dim, o);
+  index.set_background_training(true);
+  const size_t n = VectorIndex::kIvfTrainMinItems;
+  auto old_data = clustered_vectors(n + 1000, dim, 8, /*centre_seed=*/1, /*point_seed=*/2, 0.3f);
+  index.add(make_ids(n, "old-"), old_data.data(), n);
+  EXPECT_FALSE(index.trained());  // background training: add() left it to train_if_due()
+  ASSERT_TRUE(index.train_if_due());
+  const double trained_distance = index.ivf_train_distance();
+  EXPECT_GT(trained_distance, 0.0);
+
+  // More of the same kind of data: no drift, no retraining.
+  index.add(make_ids(1000, "same-"), &old_data[n * dim], 1000);
+  EXPECT_LT(index.ivf_added_distance(), VectorIndex::kIvfDriftFactor * trained_distance);
+  EXPECT_FALSE(index.train_if_due());
+
+  // Items from elsewhere sit far from every cell centre: retrain.
+  auto new_data = clustered_vectors(1000, dim, 8, /*centre_seed=*/99, /*point_seed=*/3, 0.3f);
+  index.add(make_ids(1000, "new-"), new_data.data(), 1000);
+  EXPECT_GT(index.ivf_added_distance(), VectorIndex::kIvfDriftFactor * trained_distance);
+  ASSERT_TRUE(index.train_if_due());
+  EXPECT_EQ(index.ivf_added_distance(), 0.0);  // measured afresh against the new cells
+  EXPECT_NE(index.ivf_train_distance(), trained_distance);
+  EXPECT_FALSE(index.train_if_due());
+  for (size_t i = 0; i < 1000; i += 97) {  // the new items are found
+    auto hits = index.search(std::vector<float>(&new_data[i * dim], &new_data[(i + 1) * dim]), 1);
+    EXPECT_EQ(hits[0].id, "new-" + std::to_string(i));
+  }
+}
+
 TEST(VectorIndexTest, IvfRecallIsHighAndGrowsWithNprobe) {
   const int dim = 64;
   const size_t n = 5000, nq = 100;
