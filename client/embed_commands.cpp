@@ -79,19 +79,23 @@ void merge_embeddings(v1::EmbedResponse& total, const v1::EmbedResponse& part, c
   add_timing(*total.mutable_timing(), part.timing());
 }
 
-void write_embeddings(const std::string& path, const v1::EmbedResponse& r, const std::string& modality) {
+// "items" names the rows (the texts, or the image paths), so `refinery index
+// add --from` can take the file as it is.
+void write_embeddings(const std::string& path, const v1::EmbedResponse& r, const std::string& modality,
+                      const std::vector<std::string>& items) {
   const auto& m = r.embeddings();
   SafetensorsWriter writer;
   writer.add_float32("embeddings", {m.rows(), m.dim()}, m.values().data());
   writer.set_metadata("model", r.model());
   writer.set_metadata("modality", modality);
+  writer.set_metadata("items", nlohmann::json(items).dump());
   writer.write(path);
 }
 
 void report_embeddings(const ServerConnection& c, const EmbedParams& p, const v1::EmbedResponse& r,
-                       const std::string& modality, double wall_ms) {
+                       const std::string& modality, const std::vector<std::string>& items, double wall_ms) {
   const auto& m = r.embeddings();
-  if (!p.output.empty()) write_embeddings(p.output, r, modality);
+  if (!p.output.empty()) write_embeddings(p.output, r, modality, items);
   if (c.options().json) {
     if (p.output.empty()) {
       print_json(proto_to_json(r));
@@ -135,7 +139,7 @@ int embed_texts(const ServerConnection& c, const EmbedParams& p) {
     bar.update(static_cast<int64_t>(chunk.end));
   }
   bar.finish();
-  report_embeddings(c, p, total, "text", ms_since(start));
+  report_embeddings(c, p, total, "text", texts, ms_since(start));
   return 0;
 }
 
@@ -159,7 +163,7 @@ int embed_images(const ServerConnection& c, const EmbedParams& p) {
     bar.update(static_cast<int64_t>(chunk.end));
   }
   bar.finish();
-  report_embeddings(c, p, total, "image", ms_since(start));
+  report_embeddings(c, p, total, "image", p.inputs, ms_since(start));
   return 0;
 }
 

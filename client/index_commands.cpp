@@ -1,7 +1,11 @@
 // `refinery index create|add|list|show|drop|delete` and `refinery search`:
-// the IndexService. `index add` reads its items from flags or a JSONL file,
-// checks them all (ids, files, JSON) before the first call, then sends them
-// in chunks so a large collection never hits the server's per-call limits.
+// the IndexService. `index add` reads its items from flags, a JSONL file, or
+// in bulk (--from) a safetensors file of embeddings or a folder of images;
+// it checks them all (ids, files, JSON) before the first call, then sends
+// them in chunks so a large collection never hits the server's per-call
+// limits.
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +21,7 @@
 #include "client/request_chunks.h"
 #include "client/server_connection.h"
 #include "core/base/error.h"
+#include "core/safetensors/safetensors.h"
 #include "refinery/v1/index.grpc.pb.h"
 
 namespace refinery::client {
@@ -34,8 +39,10 @@ struct AddParams {
   std::string index;
   std::vector<std::string> texts, images;  // ID=TEXT, ID=PATH
   std::string items_file;                  // JSONL
+  std::string from;                        // FILE.safetensors or a folder of images
+  std::string id_prefix;                   // --from FILE: ids PREFIX0, PREFIX1, ...
   bool upsert = false;
-  int items_per_call = 64;
+  int items_per_call = 0;  // 0: 64, or 1024 for precomputed vectors
 };
 
 struct DeleteParams {
@@ -56,6 +63,7 @@ struct PendingItem {
   std::string text;
   std::string image_path;
   std::vector<float> vector;
+  const float* mapped = nullptr;  // kVector from --from FILE: the row in the (kept) file or its float copy
   enum class Kind { kText, kImage, kVector } kind = Kind::kText;
   std::string metadata_json;
   std::string origin;  // where it came from, for errors: "--text #2", "items.jsonl:14"
@@ -153,7 +161,121 @@ std::vector<PendingItem> read_items_file(const std::string& path) {
   return items;
 }
 
-std::vector<PendingItem> collect_items(const AddParams& p) {
+constexpr const char* kImageExtensions[] = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"};
+
+bool is_image_file(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* known : kImageExtensions) {
+    if (ext == known) return true;
+  }
+  return false;
+}
+
+// Every image in `dir` and below, sorted; the id is the path relative to
+// `dir` ("cats/1.jpg"), so adding the folder again with --upsert updates it.
+std::vector<PendingItem> images_in_folder(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file() && is_image_file(it->path())) files.push_back(it->path());
+  }
+  if (ec) throw invalid_argument("cannot list folder '" + dir + "': " + ec.message());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    throw invalid_argument("folder '" + dir + "' holds no images (looked for .jpg .jpeg .png .bmp .webp .gif .tif .tiff)");
+  }
+  std::vector<PendingItem> items;
+  for (const auto& f : files) {
+    PendingItem item;
+    item.kind = PendingItem::Kind::kImage;
+    item.id = fs::relative(f, dir).generic_string();
+    item.image_path = f.string();
+    item.origin = f.string();
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+// Rows of `embeddings` [N, D] from a safetensors file (what `refinery embed
+// --output` and `refinery-model embed --output` write). Ids: PREFIX<row> with
+// --id-prefix, else the file's "ids" metadata (a JSON array of N strings),
+// else its "items" metadata (refinery-model embed: the texts or image paths).
+struct EmbeddingsFile {
+  SafetensorsFile file;
+  std::vector<float> converted;  // F16/BF16/F64 files, as float32
+  const float* rows = nullptr;
+  int64_t n = 0, dim = 0;
+};
+
+std::vector<PendingItem> rows_of_file(const std::string& path, const std::string& id_prefix,
+                                      std::shared_ptr<EmbeddingsFile>* keep) {
+  auto f = std::make_shared<EmbeddingsFile>(EmbeddingsFile{SafetensorsFile::open(path, /*for_loading=*/true)});
+  const auto& names = f->file.names();
+  const std::string tensor = f->file.contains("embeddings") ? "embeddings" : (names.size() == 1 ? names[0] : "");
+  if (tensor.empty()) {
+    throw invalid_argument(path + ": no \"embeddings\" tensor (and more than one tensor to choose from)");
+  }
+  const TensorView& t = f->file.at(tensor);
+  if (t.shape.size() != 2 || t.shape[0] < 1 || t.shape[1] < 1) {
+    throw invalid_argument(path + ": tensor \"" + tensor + "\" must be [rows, dim], not " +
+                           std::to_string(t.shape.size()) + "-dimensional");
+  }
+  f->n = t.shape[0];
+  f->dim = t.shape[1];
+  if (t.dtype == DType::kF32) {
+    f->rows = reinterpret_cast<const float*>(t.data);
+  } else if (t.dtype == DType::kF16 || t.dtype == DType::kBF16 || t.dtype == DType::kF64) {
+    f->converted = t.to_floats();
+    f->rows = f->converted.data();
+  } else {
+    throw invalid_argument(path + ": tensor \"" + tensor + "\" holds " + dtype_name(t.dtype) +
+                           "; embeddings must be floating point");
+  }
+
+  std::vector<std::string> ids;
+  if (!id_prefix.empty()) {
+    for (int64_t i = 0; i < f->n; ++i) ids.push_back(id_prefix + std::to_string(i));
+  } else {
+    const auto& meta = f->file.metadata();
+    const char* key = meta.count("ids") ? "ids" : (meta.count("items") ? "items" : nullptr);
+    if (!key) {
+      throw invalid_argument(path + ": no \"ids\" or \"items\" metadata names its rows; give --id-prefix PREFIX "
+                             "to number them PREFIX0, PREFIX1, ...");
+    }
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(meta.at(key));
+    } catch (const nlohmann::json::exception& e) {
+      throw invalid_argument(path + ": metadata \"" + key + "\" is not valid JSON: " + e.what());
+    }
+    if (!j.is_array() || static_cast<int64_t>(j.size()) != f->n) {
+      throw invalid_argument(path + ": metadata \"" + key + "\" must be a JSON array of " + std::to_string(f->n) +
+                             " strings, one per row");
+    }
+    for (size_t i = 0; i < j.size(); ++i) {
+      if (!j[i].is_string() || j[i].get<std::string>().empty()) {
+        throw invalid_argument(path + ": metadata \"" + key + "\" item " + std::to_string(i) +
+                               " is not a non-empty string");
+      }
+      ids.push_back(j[i].get<std::string>());
+    }
+  }
+  std::vector<PendingItem> items(static_cast<size_t>(f->n));
+  for (int64_t i = 0; i < f->n; ++i) {
+    PendingItem& item = items[i];
+    item.kind = PendingItem::Kind::kVector;
+    item.id = std::move(ids[i]);
+    item.mapped = f->rows + i * f->dim;
+    item.origin = path + " row " + std::to_string(i);
+  }
+  *keep = f;
+  return items;
+}
+
+std::vector<PendingItem> collect_items(const AddParams& p, std::shared_ptr<EmbeddingsFile>* keep) {
   std::vector<PendingItem> items;
   for (size_t i = 0; i < p.texts.size(); ++i) {
     auto [id, text] = split_id_value(p.texts[i], "--text", "TEXT");
@@ -177,7 +299,19 @@ std::vector<PendingItem> collect_items(const AddParams& p) {
     if (from_file.empty()) throw invalid_argument("items file '" + p.items_file + "' holds no items");
     for (auto& item : from_file) items.push_back(std::move(item));
   }
-  if (items.empty()) throw UsageError("index add: give items with --text ID=TEXT, --image ID=PATH or --items FILE.jsonl");
+  if (!p.id_prefix.empty() && (p.from.empty() || std::filesystem::is_directory(p.from))) {
+    throw UsageError("index add: --id-prefix numbers the rows of a --from FILE.safetensors");
+  }
+  if (!p.from.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(p.from, ec)) throw not_found("--from: no such file or folder '" + p.from + "'");
+    auto bulk = std::filesystem::is_directory(p.from, ec) ? images_in_folder(p.from) : rows_of_file(p.from, p.id_prefix, keep);
+    for (auto& item : bulk) items.push_back(std::move(item));
+  }
+  if (items.empty()) {
+    throw UsageError("index add: give items with --text ID=TEXT, --image ID=PATH, --items FILE.jsonl or "
+                     "--from FILE.safetensors|FOLDER");
+  }
   // A repeated id would fail (or silently replace with --upsert) half-way
   // through the upload; catch it before the first call.
   std::map<std::string, const PendingItem*> seen;
@@ -188,14 +322,20 @@ std::vector<PendingItem> collect_items(const AddParams& p) {
   return items;
 }
 
-v1::IndexItem to_proto(const PendingItem& item) {
+v1::IndexItem to_proto(const PendingItem& item, int64_t dim) {
   v1::IndexItem out;
   out.set_id(item.id);
   out.set_metadata_json(item.metadata_json);
   switch (item.kind) {
     case PendingItem::Kind::kText: out.set_text(item.text); break;
     case PendingItem::Kind::kImage: *out.mutable_image() = read_image(item.image_path); break;
-    case PendingItem::Kind::kVector: out.mutable_vector()->mutable_values()->Add(item.vector.begin(), item.vector.end()); break;
+    case PendingItem::Kind::kVector:
+      if (item.mapped) {
+        out.mutable_vector()->mutable_values()->Add(item.mapped, item.mapped + dim);
+      } else {
+        out.mutable_vector()->mutable_values()->Add(item.vector.begin(), item.vector.end());
+      }
+      break;
   }
   return out;
 }
@@ -222,26 +362,46 @@ int create_index(const ServerConnection& c, const CreateParams& p) {
 }
 
 int add_items(const ServerConnection& c, const AddParams& p) {
-  const std::vector<PendingItem> items = collect_items(p);
+  std::shared_ptr<EmbeddingsFile> file;  // --from FILE: the rows stay in its mapping
+  const std::vector<PendingItem> items = collect_items(p, &file);
+  const int64_t file_dim = file ? file->dim : 0;
   std::vector<size_t> bytes;
+  bool all_vectors = true;
   for (const auto& item : items) {
     size_t n = item.id.size() + item.metadata_json.size() + 16;
     if (item.kind == PendingItem::Kind::kText) n += item.text.size();
     if (item.kind == PendingItem::Kind::kImage) n += image_file_size(item.image_path);
-    if (item.kind == PendingItem::Kind::kVector) n += 4 * item.vector.size();
+    if (item.kind == PendingItem::Kind::kVector) n += 4 * (item.mapped ? file_dim : item.vector.size());
+    all_vectors = all_vectors && item.kind == PendingItem::Kind::kVector;
     bytes.push_back(n);
   }
+  if (file && file->file.metadata().count("model")) {
+    // Embeddings of another model (or version) would be silently wrong neighbours.
+    auto stub = v1::IndexService::NewStub(c.channel());
+    v1::GetIndexRequest request;
+    request.set_name(p.index);
+    v1::IndexInfo info;
+    check_status(stub->GetIndex(c.context().get(), request, &info));
+    const std::string& model = file->file.metadata().at("model");
+    if (model != info.model()) {
+      throw Error(ErrorCode::kFailedPrecondition, p.from + " holds embeddings of model " + model + "; index " + p.index +
+                                                      " is bound to " + info.model());
+    }
+  }
+  // Precomputed vectors cost the server no model time: send them in the
+  // largest calls it takes (--max-request-items, 1024 by default).
+  const int items_per_call = p.items_per_call > 0 ? p.items_per_call : (all_vectors ? 1024 : 64);
   const auto start = std::chrono::steady_clock::now();
   auto stub = v1::IndexService::NewStub(c.channel());
   int64_t added = 0, size = 0;
   v1::Timing timing;
-  const auto chunks = plan_chunks(bytes, p.items_per_call);
+  const auto chunks = plan_chunks(bytes, items_per_call);
   ProgressBar bar(static_cast<int64_t>(items.size()), call_progress("adding to " + p.index, "items", chunks.size()));
   for (const auto& chunk : chunks) {
     v1::AddItemsRequest request;
     request.set_index(p.index);
     request.set_upsert(p.upsert);
-    for (size_t i = chunk.begin; i < chunk.end; ++i) *request.add_items() = to_proto(items[i]);
+    for (size_t i = chunk.begin; i < chunk.end; ++i) *request.add_items() = to_proto(items[i], file_dim);
     v1::AddItemsResponse response;
     std::string context = chunk_context(chunk, items.size());
     if (!context.empty()) context += "; " + std::to_string(added) + " added before this call";
@@ -398,10 +558,13 @@ void add_index_commands(CLI::App& app, Command& command) {
   add->add_option("--items", ap->items_file,
                   "JSONL: {\"id\": ..., \"text\"|\"image\"|\"vector\": ..., \"metadata\": {...}} per line; "
                   "image paths relative to the file");
+  add->add_option("--from", ap->from,
+                  "Bulk: FILE.safetensors of embeddings [N, D] (ids from its \"ids\" or \"items\" metadata, or "
+                  "--id-prefix), or a FOLDER of images (ids = paths relative to it)");
+  add->add_option("--id-prefix", ap->id_prefix, "--from FILE: number the rows PREFIX0, PREFIX1, ...");
   add->add_flag("--upsert", ap->upsert, "Replace items whose id exists (otherwise an existing id is an error)");
-  add->add_option("--items-per-call", ap->items_per_call, "Items sent per call")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  add->add_option("--items-per-call", ap->items_per_call, "Items sent per call (default 64; 1024 for vectors)")
+      ->check(CLI::PositiveNumber);
   add->callback([&command, ap] {
     command.run = [&command, ap] { return add_items(ServerConnection(command.options), *ap); };
   });

@@ -261,6 +261,13 @@ int run(int argc, char** argv) {
   auto& loaded = metrics_registry.gauge("refinery_models_loaded", "Models whose weights are loaded");
   GaugeSeries model_bytes(metrics_registry.gauge("refinery_model_memory_bytes", "Weights of a loaded model", {"model"}));
   GaugeSeries index_items(metrics_registry.gauge("refinery_index_items", "Items in a vector index", {"index"}));
+  GaugeSeries index_log_bytes(metrics_registry.gauge(
+      "refinery_index_log_bytes", "Bytes in a vector index's write-ahead log since its last snapshot", {"index"}));
+  GaugeSeries index_snapshot_bytes(
+      metrics_registry.gauge("refinery_index_snapshot_bytes", "Bytes of a vector index's last snapshot", {"index"}));
+  GaugeSeries index_checkpoint_seconds(metrics_registry.gauge(
+      "refinery_index_last_checkpoint_seconds", "How long a vector index's last snapshot took to write (writes wait meanwhile)",
+      {"index"}));
   auto& decode_bytes = metrics_registry.gauge("refinery_decode_memory_bytes",
                                               "Bytes leased by image decodes in flight (of --decode-memory-mb)");
   metrics_registry.gauge("refinery_queue_capacity_items", "Items a batcher queue holds before calls are refused (--max-queue-items)")
@@ -274,9 +281,17 @@ int run(int argc, char** argv) {
     const auto in_memory = models.loaded_models();
     loaded.with().Set(static_cast<double>(in_memory.size()));
     model_bytes.set(in_memory);
-    std::map<std::string, size_t> sizes;
-    for (const auto& info : indexes.list()) sizes[info.name] = info.size;
+    std::map<std::string, double> sizes, log_bytes, snapshot_bytes, checkpoint_seconds;
+    for (const auto& info : indexes.list()) {
+      sizes[info.name] = static_cast<double>(info.size);
+      log_bytes[info.name] = static_cast<double>(info.log_bytes);
+      snapshot_bytes[info.name] = static_cast<double>(info.snapshot_bytes);
+      checkpoint_seconds[info.name] = info.last_checkpoint_seconds;
+    }
     index_items.set(sizes);
+    index_log_bytes.set(log_bytes);
+    index_snapshot_bytes.set(snapshot_bytes);
+    index_checkpoint_seconds.set(checkpoint_seconds);
     decode_bytes.with().Set(static_cast<double>(decode_budget.in_use()));
     disk_free.with().Set(static_cast<double>(free_disk_bytes(cfg.data_dir)));
     disk_size.with().Set(static_cast<double>(disk_size_bytes(cfg.data_dir)));

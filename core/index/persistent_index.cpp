@@ -96,7 +96,10 @@ void PersistentIndex::initialize(const std::string& dir, int dim, const IndexOpt
 std::unique_ptr<PersistentIndex> PersistentIndex::open(const std::string& dir, const PersistentIndexOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   uint64_t first_segment = 0;
-  std::shared_ptr<VectorIndex> index = VectorIndex::load(dir + "/" + kSnapshotDir, &first_segment);
+  // Room for what the log may add (its vectors dominate its bytes), so the
+  // replay never copies the index to grow it.
+  std::shared_ptr<VectorIndex> index =
+      VectorIndex::load(dir + "/" + kSnapshotDir, &first_segment, folder_bytes(dir + "/" + kLogDir));
   // Training k-means inside a replay (or a write) would stall it; maintain() does it.
   index->set_background_training(true);
   std::unique_ptr<PersistentIndex> self(new PersistentIndex(dir, index, options));
@@ -178,9 +181,13 @@ bool PersistentIndex::checkpoint_due() const {
 }
 
 void PersistentIndex::checkpoint() {
-  const auto start = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> writing(write_mu_);
   check_writable();
+  checkpoint_locked();
+}
+
+void PersistentIndex::checkpoint_locked() {
+  const auto start = std::chrono::steady_clock::now();
   // No append can come between the rotation and the snapshot (write_mu_):
   // the snapshot holds exactly the segments below `segment`.
   const uint64_t segment = log_->rotate();
@@ -200,16 +207,21 @@ bool PersistentIndex::maintain() {
   // k-means runs without write_mu_: changes go on meanwhile. New cells are
   // checkpointed at once, so a restart does not train them again.
   const bool trained = index_->train_if_due();
-  if (trained || checkpoint_due()) {
-    checkpoint();
-    return true;
-  }
-  return false;
+  if (!trained && !checkpoint_due()) return false;
+  std::lock_guard<std::mutex> writing(write_mu_);
+  if (closed_ || !failure_.empty()) return trained;  // dropped meanwhile: write nothing
+  checkpoint_locked();
+  return true;
 }
 
 void PersistentIndex::close() {
   std::lock_guard<std::mutex> writing(write_mu_);
   closed_ = true;
+}
+
+void PersistentIndex::reopen() {
+  std::lock_guard<std::mutex> writing(write_mu_);
+  closed_ = false;
 }
 
 void PersistentIndex::measure_snapshot() {

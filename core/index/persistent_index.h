@@ -79,15 +79,18 @@ class PersistentIndex {
   // restart keeps them), checkpoints if the log is due. Returns whether it
   // did either.
   bool maintain();
-  // Refuses further changes (not_found naming the folder) once in-flight
-  // ones finish: for dropping the index.
+  // Waits for the change or checkpoint in flight, then refuses further ones
+  // (not_found naming the folder): for dropping the index. reopen() undoes
+  // it (a drop that failed).
   void close();
+  void reopen();
 
   PersistentIndexStats stats() const;
 
  private:
   PersistentIndex(std::string dir, std::shared_ptr<VectorIndex> index, const PersistentIndexOptions& options);
   void check_writable() const;  // write_mu_ held
+  void checkpoint_locked();     // write_mu_ held
   void measure_snapshot();      // write_mu_ held
 
   const std::string dir_;

@@ -17,6 +17,7 @@
 #include "core/index/error_text.h"
 #include "core/index/flat_search.h"
 #include "core/index/hnsw_graph.h"
+#include "core/index/huge_pages.h"
 #include "core/index/ivf_search.h"
 
 namespace refinery {
@@ -52,7 +53,7 @@ std::string normalize_row(const float* src, float* dst, int dim) {
 template <typename T>
 void reserve_more(std::vector<T>& v, size_t extra) {
   const size_t need = v.size() + extra;
-  if (need > v.capacity()) v.reserve(std::max(need, v.capacity() + v.capacity() / 2));
+  if (need > v.capacity()) index_internal::reserve_with_huge_pages(v, std::max(need, v.capacity() + v.capacity() / 2));
 }
 
 // FAISS labels are slot numbers; a tombstoned slot is not a member.

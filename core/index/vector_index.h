@@ -135,7 +135,11 @@ class VectorIndex {
   // Loads what save() wrote, first repairing an interrupted save (recover()).
   // A missing dir is not_found; a corrupt or truncated file is
   // invalid_argument naming the file. `log_segment` receives what save() stored.
-  static std::unique_ptr<VectorIndex> load(const std::string& dir, uint64_t* log_segment = nullptr);
+  // `room_bytes`: room for that many bytes more of vectors (items of dim()
+  // floats), allocated with the loaded ones, so a log replay that follows
+  // never copies the index to grow it.
+  static std::unique_ptr<VectorIndex> load(const std::string& dir, uint64_t* log_segment = nullptr,
+                                           uint64_t room_bytes = 0);
   // Finishes or rolls back a save() interrupted by a crash, leaving `dir` as
   // the last complete state and no `dir`.tmp / `dir`.old behind.
   static void recover(const std::string& dir);

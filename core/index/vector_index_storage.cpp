@@ -13,18 +13,25 @@
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
 
 #include "core/base/error.h"
 #include "core/base/json_integer.h"
 #include "core/index/durable_file.h"
 #include "core/index/error_text.h"
 #include "core/index/hnsw_graph.h"
+#include "core/index/huge_pages.h"
 #include "core/index/index_options_json.h"
+#include "core/index/ivf_search.h"
 
 // Persistence protocol of save(dir). Files live in `dir`:
 //   vectors.f32    slots x dim float32 (native byte order), L2-normalised
 //   items.bin      per slot: u8 live, u32 id length, id, u32 metadata length, metadata
-//   faiss.index    the trained IVF or the HNSW graph (absent for FLAT / untrained IVF)
+//   faiss.index    the HNSW graph (absent for FLAT and IVF; IVF indexes saved
+//                  before centroids.f32 existed kept their lists here)
+//   centroids.f32  IVF: the cell centres, nlist x dim float32
+//   cells.i32      IVF: each slot's cell (-1: not listed), int32; the lists
+//                  are rebuilt from vectors.f32 at load, not stored twice
 //   manifest.json  dim, options, counts, IVF drift statistics, the first
 //                  write-ahead log segment not included (log_segment), and the
 //                  size + checksum of every file above
@@ -71,6 +78,8 @@ constexpr const char* kManifest = "manifest.json";
 constexpr const char* kVectorsFile = "vectors.f32";
 constexpr const char* kItemsFile = "items.bin";
 constexpr const char* kFaissFile = "faiss.index";
+constexpr const char* kCentroidsFile = "centroids.f32";
+constexpr const char* kCellsFile = "cells.i32";
 constexpr const char* kFormat = "refinery-vector-index";
 constexpr int kFormatVersion = 1;
 
@@ -147,8 +156,31 @@ void VectorIndex::save(const std::string& dir, uint64_t log_segment) const {
         record(kItemsFile, w);
       }
       std::string ann = "none";
-      if (ann_) {
-        ann = options_.kind == IndexKind::kHnsw ? "hnsw" : "ivf";
+      size_t cells_nlist = 0;
+      if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ann_.get())) {
+        // IVF: the cell centres and each slot's cell, not FAISS's lists,
+        // which would store every vector a second time; load() rebuilds the
+        // lists from vectors.f32.
+        ann = "ivf-cells";
+        cells_nlist = ivf->nlist;
+        {
+          DurableWriter w(tmp + "/" + kCentroidsFile);
+          w.write(static_cast<const faiss::IndexFlat*>(ivf->quantizer)->get_xb(), ivf->nlist * dim_ * sizeof(float));
+          w.finish();
+          record(kCentroidsFile, w);
+        }
+        std::vector<int32_t> cells(slots(), -1);
+        for (size_t list = 0; list < ivf->nlist; ++list) {
+          const size_t count = ivf->invlists->list_size(list);
+          faiss::InvertedLists::ScopedIds listed(ivf->invlists, list);
+          for (size_t j = 0; j < count; ++j) cells[static_cast<size_t>(listed[j])] = static_cast<int32_t>(list);
+        }
+        DurableWriter w(tmp + "/" + kCellsFile);
+        w.write(cells.data(), cells.size() * sizeof(int32_t));
+        w.finish();
+        record(kCellsFile, w);
+      } else if (ann_) {
+        ann = "hnsw";
         DurableWriter w(tmp + "/" + kFaissFile);
         FaissFileWriter writer(&w);
         try {
@@ -167,6 +199,7 @@ void VectorIndex::save(const std::string& dir, uint64_t log_segment) const {
                   {"live", slot_of_.size()},
                   {"ann", ann},
                   {"ivf_trained_at", ivf_trained_at_},
+                  {"ivf_cells_nlist", cells_nlist},
                   {"ivf_train_distance", ivf_train_distance_},
                   {"ivf_drift_sum", drift_sum_},
                   {"ivf_drift_count", drift_count_},
@@ -200,7 +233,7 @@ void VectorIndex::save(const std::string& dir, uint64_t log_segment) const {
   if (had_old) remove_tree(old);
 }
 
-std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t* log_segment) {
+std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t* log_segment, uint64_t room_bytes) {
   recover(dir);
   if (!exists(dir)) throw not_found("no saved vector index at " + dir);
   const std::string manifest_path = dir + "/" + kManifest;
@@ -223,8 +256,9 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
   std::unique_ptr<VectorIndex> index;
   size_t slots = 0, live = 0;
   std::string ann;
-  uint64_t vectors_bytes = 0, items_bytes = 0, faiss_bytes = 0;
-  std::string vectors_sum, items_sum, faiss_sum;
+  uint64_t vectors_bytes = 0, items_bytes = 0, faiss_bytes = 0, centroids_bytes = 0, cells_bytes = 0;
+  std::string vectors_sum, items_sum, faiss_sum, centroids_sum, cells_sum;
+  size_t cells_nlist = 0;
   try {
     if (m.at("format").get<std::string>() != kFormat || json_integer<int>(m.at("version"), "version") != kFormatVersion) {
       throw invalid_argument(manifest_path + ": not a version " + std::to_string(kFormatVersion) +
@@ -246,7 +280,13 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
     vectors_sum = files.at(kVectorsFile).at("checksum").get<std::string>();
     items_bytes = json_integer<uint64_t>(files.at(kItemsFile).at("bytes"), std::string(kItemsFile) + ".bytes");
     items_sum = files.at(kItemsFile).at("checksum").get<std::string>();
-    if (ann != "none") {
+    if (ann == "ivf-cells") {
+      cells_nlist = json_integer<size_t>(m.at("ivf_cells_nlist"), "ivf_cells_nlist");
+      centroids_bytes = json_integer<uint64_t>(files.at(kCentroidsFile).at("bytes"), std::string(kCentroidsFile) + ".bytes");
+      centroids_sum = files.at(kCentroidsFile).at("checksum").get<std::string>();
+      cells_bytes = json_integer<uint64_t>(files.at(kCellsFile).at("bytes"), std::string(kCellsFile) + ".bytes");
+      cells_sum = files.at(kCellsFile).at("checksum").get<std::string>();
+    } else if (ann != "none") {
       faiss_bytes = json_integer<uint64_t>(files.at(kFaissFile).at("bytes"), std::string(kFaissFile) + ".bytes");
       faiss_sum = files.at(kFaissFile).at("checksum").get<std::string>();
     }
@@ -257,17 +297,19 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
     throw invalid_argument(manifest_path + ": " + e.what());
   }
   const int dim = index->dim_;
+  const size_t reserve_items = static_cast<size_t>(room_bytes / (static_cast<uint64_t>(dim) * sizeof(float)));
   if (vectors_bytes != static_cast<uint64_t>(slots) * dim * sizeof(float)) {
     throw invalid_argument(manifest_path + ": " + kVectorsFile + " size does not match slots x dim");
   }
   if (!(ann == "none" || (ann == "hnsw" && index->options_.kind == IndexKind::kHnsw) ||
-        (ann == "ivf" && index->options_.kind == IndexKind::kIvf))) {
+        ((ann == "ivf" || ann == "ivf-cells") && index->options_.kind == IndexKind::kIvf))) {
     throw invalid_argument(manifest_path + ": ann " + in_quotes(ann) + " does not fit the index kind");
   }
 
   // Vectors: sizes first, so a corrupt manifest cannot make us allocate wildly.
   const std::string vectors_path = dir + "/" + kVectorsFile;
   check_file(vectors_path, vectors_bytes);
+  index_internal::reserve_with_huge_pages(index->vectors_, (static_cast<size_t>(slots) + reserve_items) * dim);
   index->vectors_.resize(static_cast<size_t>(slots) * dim);
   check_checksum(vectors_path, read_exact(vectors_path, index->vectors_.data(), vectors_bytes), vectors_sum);
 
@@ -291,9 +333,10 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
       pos += len;
       return s;
     };
-    index->ids_.reserve(slots);
-    index->metadata_.reserve(slots);
-    index->live_.reserve(slots);
+    index->ids_.reserve(slots + reserve_items);
+    index->metadata_.reserve(slots + reserve_items);
+    index->live_.reserve(slots + reserve_items);
+    index->slot_of_.reserve(live + reserve_items);
     for (size_t s = 0; s < slots; ++s) {
       if (pos + 1 > items.size()) throw invalid_argument(items_path + ": record " + std::to_string(s) + " is cut short");
       const uint8_t is_live = static_cast<uint8_t>(items[pos++]);
@@ -316,7 +359,57 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
   }
 
   // The FAISS structure, as saved: no retraining, no graph rebuild.
-  if (ann == "none") {
+  if (ann == "ivf-cells") {
+    if (cells_nlist < 1 || cells_nlist > static_cast<size_t>(index_internal::kMaxIvfNlist) ||
+        centroids_bytes != static_cast<uint64_t>(cells_nlist) * dim * sizeof(float) ||
+        cells_bytes != static_cast<uint64_t>(slots) * sizeof(int32_t)) {
+      throw invalid_argument(manifest_path + ": " + kCentroidsFile + " or " + kCellsFile +
+                             " size does not match ivf_cells_nlist, slots and dim");
+    }
+    const std::string centroids_path = dir + "/" + kCentroidsFile, cells_path = dir + "/" + kCellsFile;
+    check_file(centroids_path, centroids_bytes);
+    std::vector<float> centroids(cells_nlist * dim);
+    check_checksum(centroids_path, read_exact(centroids_path, centroids.data(), centroids_bytes), centroids_sum);
+    check_file(cells_path, cells_bytes);
+    std::vector<int32_t> cells(slots);
+    check_checksum(cells_path, read_exact(cells_path, cells.data(), cells_bytes), cells_sum);
+    std::vector<size_t> counts(cells_nlist, 0);
+    for (size_t s = 0; s < slots; ++s) {
+      if (cells[s] < -1 || cells[s] >= static_cast<int32_t>(cells_nlist)) {
+        throw invalid_argument(cells_path + ": slot " + std::to_string(s) + " names cell " + std::to_string(cells[s]) +
+                               " of " + std::to_string(cells_nlist));
+      }
+      if (cells[s] >= 0) ++counts[cells[s]];
+    }
+    auto quantizer = std::make_unique<faiss::IndexFlatIP>(dim);
+    quantizer->add(static_cast<idx_t>(cells_nlist), centroids.data());
+    auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), dim, cells_nlist, faiss::METRIC_INNER_PRODUCT);
+    quantizer.release();
+    ivf->own_fields = true;
+    auto lists = dynamic_cast<faiss::ArrayInvertedLists*>(ivf->invlists);
+    if (!lists) throw internal_error("FAISS's IVF lists are not the array kind");
+    const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
+    // Room for the items to come in proportion, so the first adds do not
+    // copy every list.
+    const double headroom = 1.0 + static_cast<double>(reserve_items) / static_cast<double>(std::max<size_t>(slots, 1));
+    for (size_t list = 0; list < cells_nlist; ++list) {
+      const size_t room = static_cast<size_t>(static_cast<double>(counts[list]) * headroom) + 1;
+      index_internal::reserve_with_huge_pages(lists->codes[list], room * row_bytes);
+      lists->ids[list].reserve(room);
+    }
+    // Slot order is the order the lists were filled in: same lists as saved.
+    const auto* rows = reinterpret_cast<const uint8_t*>(index->vectors_.data());
+    size_t listed = 0;
+    for (size_t s = 0; s < slots; ++s) {
+      if (cells[s] < 0) continue;
+      auto& codes = lists->codes[cells[s]];
+      codes.insert(codes.end(), rows + s * row_bytes, rows + (s + 1) * row_bytes);
+      lists->ids[cells[s]].push_back(static_cast<idx_t>(s));
+      ++listed;
+    }
+    ivf->ntotal = static_cast<idx_t>(listed);
+    index->ann_ = std::move(ivf);
+  } else if (ann == "none") {
     index->ann_.reset();
     if (index->options_.kind == IndexKind::kHnsw) index->rebuild_ann();  // only if saved without its graph
   } else {

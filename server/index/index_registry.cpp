@@ -145,6 +145,10 @@ IndexInfo IndexHandle::info() const {
   auto index = this->index();
   info.size = static_cast<int64_t>(index->size());
   info.trained = index->trained();
+  const auto stats = store_->stats();
+  info.log_bytes = stats.log_bytes;
+  info.snapshot_bytes = stats.snapshot_bytes;
+  info.last_checkpoint_seconds = stats.last_checkpoint_seconds;
   return info;
 }
 
@@ -320,6 +324,9 @@ void IndexRegistry::drop(const std::string& name) {
     dropping_.insert(name);
   }
   const std::string dir = root_ + "/" + name, doomed = dir + kDroppingSuffix;
+  // The change or checkpoint in flight finishes first; later ones are
+  // refused, so nothing writes into the folder once it is renamed.
+  if (handle) handle->store_->close();
   try {
     remove_tree(doomed);
     rename_path(dir, doomed);
@@ -327,11 +334,12 @@ void IndexRegistry::drop(const std::string& name) {
   } catch (...) {
     std::lock_guard<std::mutex> lock(mu_);
     dropping_.erase(name);
-    if (handle) indexes_[name] = handle;
+    if (handle) {
+      handle->store_->reopen();
+      indexes_[name] = handle;
+    }
     throw;
   }
-  // Changes in flight finish (into the renamed folder); later ones are refused.
-  if (handle) handle->store_->close();
   std::error_code ec;
   fs::remove_all(doomed, ec);  // the drop is done; a leftover goes at the next start
   if (ec) log_warning("index %s dropped, but %s remains: %s", in_quotes(name).c_str(), doomed.c_str(), ec.message().c_str());

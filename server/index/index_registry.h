@@ -37,6 +37,9 @@ struct IndexInfo {
   int64_t created_unix_ms = 0;
   int64_t size = 0;      // live items now
   bool trained = false;  // IVF: whether the cells exist yet; other kinds: true
+  uint64_t log_bytes = 0;       // write-ahead log since the last snapshot
+  uint64_t snapshot_bytes = 0;  // the last snapshot on disk
+  double last_checkpoint_seconds = 0;  // 0: none since start
 };
 
 struct AddItemsResult {

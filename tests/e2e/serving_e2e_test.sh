@@ -206,6 +206,36 @@ cli --json index list > "$WORK/indexes.json"
 check no-index "$WORK/indexes.json" graph || fail "index drop"
 ok "index delete/drop"
 
+echo "== bulk add: --from a file of embeddings, --from a folder of images"
+cli embed text --texts "$FIX/texts.json" --output "$WORK/texts.safetensors" > /dev/null
+cli index create bulk --model tiny > /dev/null
+cli index add bulk --from "$WORK/texts.safetensors" --id-prefix row- --items-per-call $MAX_ITEMS > "$WORK/bulk.txt" \
+  || fail "index add --from FILE: $(cat "$WORK/bulk.txt")"
+grep -q "added 200 item(s) to bulk (size 200) in 4 call(s)" "$WORK/bulk.txt" || fail "index add --from FILE: $(cat "$WORK/bulk.txt")"
+cli --json search bulk --text "$QUERY2" -k 3 > "$WORK/hits-bulk.json"
+r=$(check top-hit "$WORK/hits-bulk.json" row-110 0.9999) || fail "search after --from FILE: $(cat "$WORK/hits-bulk.json")"
+ok "index add --from FILE.safetensors --id-prefix: 200 rows in 4 calls; search finds row 110 first: $r"
+mkdir -p "$WORK/pics/more"
+cp "${IMAGES[0]}" "${IMAGES[1]}" "$WORK/pics/"
+cp "${IMAGES[7]}" "$WORK/pics/more/"
+echo "not an image" > "$WORK/pics/notes.txt"
+cli index add bulk --from "$WORK/pics" > "$WORK/bulk2.txt" || fail "index add --from FOLDER: $(cat "$WORK/bulk2.txt")"
+grep -q "added 3 item(s) to bulk (size 203)" "$WORK/bulk2.txt" || fail "index add --from FOLDER: $(cat "$WORK/bulk2.txt")"
+cli --json search bulk --image "${IMAGES[7]}" -k 3 > "$WORK/hits-bulk2.json"
+r=$(check top-hit "$WORK/hits-bulk2.json" "more/$(basename "${IMAGES[7]}")" 0.9999) \
+  || fail "search after --from FOLDER: $(cat "$WORK/hits-bulk2.json")"
+ok "index add --from FOLDER: 3 images, ids relative to it: $r"
+# A file of image embeddings names its rows (the paths): no --id-prefix needed.
+cli embed image "${IMAGES[2]}" "${IMAGES[3]}" --output "$WORK/images.safetensors" > /dev/null
+cli index add bulk --from "$WORK/images.safetensors" > /dev/null || fail "index add --from FILE with its own ids"
+cli --json search bulk --image "${IMAGES[3]}" -k 1 > "$WORK/hits-bulk3.json"
+r=$(check top-hit "$WORK/hits-bulk3.json" "${IMAGES[3]}" 0.9999) || fail "ids from the file: $(cat "$WORK/hits-bulk3.json")"
+ok "index add --from FILE: ids from the file's items: $r"
+expect_error "nothing-here" cli index add bulk --from "$WORK/nothing-here"
+mkdir -p "$WORK/empty-folder"
+expect_error "holds no images" cli index add bulk --from "$WORK/empty-folder"
+expect_error "row-0" cli index add bulk --from "$WORK/texts.safetensors" --id-prefix row- --items-per-call $MAX_ITEMS
+
 echo "== bad input names the culprit; the server keeps serving"
 head -c $(($(stat -c %s "${IMAGES[7]}") / 2)) "${IMAGES[7]}" > "$WORK/cut.jpg"
 expect_error "cut.jpg" cli embed image "${IMAGES[0]}" "$WORK/cut.jpg"
@@ -239,8 +269,12 @@ assert loads == ['refinery_model_load_duration_seconds_count{format=\"safetensor
 budgets = {l.split(' ')[0]: float(l.split(' ')[1]) for l in text.splitlines()
            if l.startswith('refinery_batch_wait_budget_seconds{')}
 assert 'refinery_batch_wait_budget_seconds{modality=\"text\",model=\"tiny@1\"}' in budgets, budgets
-assert all(0 < v < 1 for v in budgets.values()), budgets" || fail "metrics endpoint"
-ok "metrics endpoint serves refinery_build_info, the model load time and the batchers' wait budgets"
+assert all(0 < v < 1 for v in budgets.values()), budgets
+# The bulk index's changes sit in its write-ahead log (no snapshot since).
+logs = {l.split(' ')[0]: float(l.split(' ')[1]) for l in text.splitlines() if l.startswith('refinery_index_log_bytes{')}
+assert logs.get('refinery_index_log_bytes{index=\"bulk\"}', 0) > 200 * 8 * 4, logs
+assert 'refinery_index_snapshot_bytes{index=\"bulk\"}' in text, text" || fail "metrics endpoint"
+ok "metrics endpoint serves refinery_build_info, the model load time, the batchers' wait budgets and index log sizes"
 # The start-up log says how the math runs: OpenBLAS is the OpenMP build
 # where it is installed.
 if [[ -e /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3 ]]; then
@@ -254,7 +288,7 @@ cli --json bench embed --modality text --concurrency 4 --duration 2 > "$WORK/ben
 r=$(check bench "$WORK/bench.json") || fail "bench --json: $(cat "$WORK/bench.json")"
 ok "bench embed text x4 for 2 s: $r"
 
-echo "== SIGTERM drains and exits 0; a restart keeps the index"
+echo "== SIGTERM drains and exits 0; a restart keeps the indexes (snapshot + log replay)"
 stop_refineryd --wait $((GRACE_S + 5)) || fail "refineryd still running $((GRACE_S + 5)) s after SIGTERM"
 [[ $STOPPED_RC -eq 0 ]] || fail "refineryd exited $STOPPED_RC after SIGTERM"
 ok "SIGTERM: exited 0"
@@ -269,6 +303,10 @@ assert [h['id'] for h in a] == [h['id'] for h in b], (a, b)
 assert all(abs(x['score']-y['score']) < 1e-5 for x, y in zip(a, b)), (a, b)" "$WORK/hits.json" "$WORK/hits4.json" \
   || fail "hits changed across the restart"
 ok "after restart: docs has 102 items, same hits: $r"
+check index-size "$WORK/indexes.json" bulk 205 || fail "bulk after restart: $(cat "$WORK/indexes.json")"
+grep -q 'index "bulk": 205 items; replayed 6 logged changes' "$WORK/server.log" \
+  || fail "no replay reported: $(grep 'index "bulk"' "$WORK/server.log")"
+ok "after restart: bulk has 205 items, $(grep -o 'replayed 6 logged changes in [0-9.]* s' "$WORK/server.log" | tail -n 1)"
 
 echo "== --precision bf16: embeddings stay close to the reference"
 stop_refineryd --wait $((GRACE_S + 5)) || fail "refineryd still running after SIGTERM"

@@ -618,6 +618,52 @@ TEST(VectorIndexTest, CorruptFilesAreRejectedByName) {
   auto e = expect_error([&] { VectorIndex::load(s.tmp / "nothing-here"); }, ErrorCode::kNotFound);
 }
 
+TEST(VectorIndexTest, IvfIsSavedAsCellsAndLoadsBackWithTheSameLists) {
+  TempDir tmp;
+  const int dim = 16;
+  const size_t n = VectorIndex::kIvfTrainMinItems + 500;
+  auto data = clustered_vectors(n, dim, 12, 1, 2);
+  auto ids = make_ids(n);
+  IndexOptions o = options_for(IndexKind::kIvf);
+  o.ivf_nlist = 24;
+  VectorIndex index(dim, o);
+  index.add(ids, data.data(), n);
+  ASSERT_TRUE(index.trained());
+  index.remove({"item-3", "item-77"});
+  const std::string dir = tmp / "ivf";
+  index.save(dir);
+  // The lists are not stored a second time: centres and each slot's cell.
+  EXPECT_TRUE(fs::exists(dir + "/centroids.f32"));
+  EXPECT_EQ(fs::file_size(dir + "/cells.i32"), n * sizeof(int32_t));
+  EXPECT_FALSE(fs::exists(dir + "/faiss.index"));
+
+  auto loaded = VectorIndex::load(dir);
+  EXPECT_EQ(loaded->ivf_nlist(), 24);
+  EXPECT_EQ(loaded->size(), n - 2);
+  auto queries = clustered_vectors(30, dim, 12, 1, 3);
+  for (int nprobe : {1, 3, 24}) {
+    SearchParams p;
+    p.ivf_nprobe = nprobe;
+    auto a = index.search(queries.data(), 30, 10, p), b = loaded->search(queries.data(), 30, 10, p);
+    for (size_t q = 0; q < 30; ++q) {
+      ASSERT_EQ(a[q].size(), b[q].size());
+      for (size_t r = 0; r < a[q].size(); ++r) {
+        EXPECT_EQ(a[q][r].id, b[q][r].id) << "nprobe " << nprobe << " query " << q;
+        EXPECT_EQ(a[q][r].score, b[q][r].score);
+      }
+    }
+  }
+  for (const char* file : {"cells.i32", "centroids.f32"}) {
+    const std::string path = dir + "/" + file, good = refinery::testing::read_file(path);
+    std::string bad = good;
+    bad[bad.size() / 2] ^= 0x40;
+    refinery::testing::write_file(path, bad);
+    auto e = expect_error([&] { VectorIndex::load(dir); }, ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+    refinery::testing::write_file(path, good);
+  }
+}
+
 // ---------------------------------------------------------------- threads
 
 TEST(VectorIndexTest, SearchesRunConcurrentlyWithAddsAndRemoves) {
