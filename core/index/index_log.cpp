@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -373,23 +374,29 @@ uint64_t IndexLog::append(const std::string& payload) {
     throw invalid_argument("one change of " + std::to_string(payload.size()) +
                            " bytes is too large for the index log (at most 4 GiB); add fewer items per call");
   }
-  std::string record;
-  record.reserve(kRecordHeader + payload.size());
-  put_u32(record, kRecordMagic);
-  put_u32(record, static_cast<uint32_t>(payload.size()));
+  char header[kRecordHeader];
+  const uint32_t magic = kRecordMagic, len = static_cast<uint32_t>(payload.size());
   Checksum c;
   c.update(payload.data(), payload.size());
   const uint64_t sum = c.digest();
-  record.append(reinterpret_cast<const char*>(&sum), 8);
-  record += payload;
+  std::memcpy(header, &magic, 4);
+  std::memcpy(header + 4, &len, 4);
+  std::memcpy(header + 8, &sum, 8);
+  const size_t total = kRecordHeader + payload.size();
 
   std::lock_guard<std::mutex> lock(mu_);
   throw_if_failed();
   Segment& seg = segments_[segment_];
   const std::string path = segment_path(segment_);
+  // Header and payload in one write, without copying them together.
   size_t done = 0;
-  while (done < record.size()) {
-    ssize_t w = ::pwrite(fd_, record.data() + done, record.size() - done, static_cast<off_t>(seg.bytes + done));
+  while (done < total) {
+    iovec parts[2];
+    int count = 0;
+    if (done < kRecordHeader) parts[count++] = {header + done, kRecordHeader - done};
+    const size_t from = done > kRecordHeader ? done - kRecordHeader : 0;
+    parts[count++] = {const_cast<char*>(payload.data()) + from, payload.size() - from};
+    ssize_t w = ::pwritev(fd_, parts, count, static_cast<off_t>(seg.bytes + done));
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       const int err = w < 0 ? errno : EIO;
@@ -402,7 +409,7 @@ uint64_t IndexLog::append(const std::string& payload) {
     }
     done += static_cast<size_t>(w);
   }
-  seg.bytes += record.size();
+  seg.bytes += total;
   ++seg.records;
   return ++appended_;
 }

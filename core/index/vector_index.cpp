@@ -8,7 +8,6 @@
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
-#include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/utils/distances.h>
@@ -97,13 +96,12 @@ size_t VectorIndex::size() const {
 
 bool VectorIndex::trained() const {
   auto lock = read_lock();
-  return options_.kind != IndexKind::kIvf || ann_ != nullptr;
+  return options_.kind != IndexKind::kIvf || ivf_ != nullptr;
 }
 
 int VectorIndex::ivf_nlist() const {
   auto lock = read_lock();
-  auto ivf = dynamic_cast<const faiss::IndexIVF*>(ann_.get());
-  return ivf ? static_cast<int>(ivf->nlist) : 0;
+  return ivf_ ? static_cast<int>(ivf_->nlist()) : 0;
 }
 
 bool VectorIndex::contains(const std::string& id) const {
@@ -115,12 +113,12 @@ bool VectorIndex::ivf_should_train() const {
   if (options_.kind != IndexKind::kIvf) return false;
   const size_t live = slot_of_.size();
   if (training_) return false;
-  if (!ann_) {
+  if (!ivf_) {
     return live >= std::max(kIvfTrainMinItems, kIvfMinPointsPerCell * static_cast<size_t>(options_.ivf_nlist));
   }
   // A fixed nlist never needs retraining for growth; an automatic one follows n.
   const bool grown = options_.ivf_nlist == 0 && live >= kIvfRetrainGrowth * ivf_trained_at_ &&
-                     auto_nlist(live) > static_cast<const faiss::IndexIVF*>(ann_.get())->nlist;
+                     auto_nlist(live) > ivf_->nlist();
   const bool drifted = ivf_train_distance_ > 0 &&
                        drift_count_ >= std::max(kIvfDriftMinItems, ivf_trained_at_ / 10) &&
                        drift_sum_ / static_cast<double>(drift_count_) > kIvfDriftFactor * ivf_train_distance_;
@@ -143,9 +141,9 @@ void VectorIndex::set_background_training(bool on) {
 }
 
 size_t VectorIndex::ivf_default_nprobe() const {
-  auto ivf = static_cast<const faiss::IndexIVF*>(ann_.get());
-  if (options_.ivf_nprobe > 0) return std::min<size_t>(options_.ivf_nprobe, ivf->nlist);
-  return std::min<size_t>(ivf->nlist, std::max<size_t>(8, ivf->nlist / 16));
+  const size_t nlist = ivf_->nlist();
+  if (options_.ivf_nprobe > 0) return std::min<size_t>(options_.ivf_nprobe, nlist);
+  return std::min<size_t>(nlist, std::max<size_t>(8, nlist / 16));
 }
 
 std::unique_ptr<faiss::Index> VectorIndex::new_hnsw() const { return index_internal::new_hnsw_index(dim_, options_); }
@@ -153,26 +151,17 @@ std::unique_ptr<faiss::Index> VectorIndex::new_hnsw() const { return index_inter
 void VectorIndex::add_slots(faiss::Index& target, size_t first_slot, size_t count) const {
   if (count == 0) return;
   const float* x = vectors_.data() + first_slot * dim_;
-  if (options_.kind == IndexKind::kHnsw) {
-    target.add(static_cast<idx_t>(count), x);  // HNSW labels are insertion order = slot numbers
-  } else {
-    std::vector<idx_t> labels(count);
-    for (size_t i = 0; i < count; ++i) labels[i] = static_cast<idx_t>(first_slot + i);
-    target.add_with_ids(static_cast<idx_t>(count), x, labels.data());
-  }
+  target.add(static_cast<idx_t>(count), x);  // HNSW labels are insertion order = slot numbers
 }
 
 void VectorIndex::add_to_ivf(size_t first, size_t count) {
   if (count == 0) return;
-  auto ivf = static_cast<faiss::IndexIVF*>(ann_.get());
-  const float* x = vectors_.data() + first * dim_;
-  // Assign once, and keep the distances: they are the drift measure.
-  std::vector<float> D(count);
-  std::vector<idx_t> cell(count), labels(count);
-  ivf->quantizer->search(static_cast<idx_t>(count), x, 1, D.data(), cell.data());
-  for (size_t i = 0; i < count; ++i) labels[i] = static_cast<idx_t>(first + i);
-  ivf->add_core(static_cast<idx_t>(count), x, labels.data(), cell.data());
-  for (size_t i = 0; i < count; ++i) drift_sum_ += 1.0 - static_cast<double>(D[i]);
+  // Assign once, and keep the cosines: they are the drift measure.
+  std::vector<float> cosine(count);
+  std::vector<int32_t> cell(count);
+  ivf_->assign(vectors_.data() + first * dim_, count, cell.data(), cosine.data());
+  ivf_->append(first, cell.data(), vectors_.data() + first * dim_, count);
+  for (size_t i = 0; i < count; ++i) drift_sum_ += 1.0 - static_cast<double>(cosine[i]);
   drift_count_ += count;
 }
 
@@ -183,12 +172,15 @@ void VectorIndex::rebuild_ann() {
       auto hnsw = new_hnsw();
       add_slots(*hnsw, 0, slots());
       ann_ = std::move(hnsw);
-    } else if (auto ivf = dynamic_cast<faiss::IndexIVF*>(ann_.get())) {
-      ivf->reset();  // the cells stay valid; only the lists change
-      add_slots(*ivf, 0, slots());
+    } else if (ivf_) {
+      // The cells stay valid; the lists follow the (renumbered) slots.
+      std::vector<int32_t> cells = ivf_->cell_of();
+      cells.resize(slots(), -1);
+      ivf_->rebuild(std::move(cells), vectors_.data());
     }
   } catch (const std::exception& e) {
     ann_.reset();  // searches fall back to exact until the next rebuild
+    ivf_.reset();
     throw internal_error(std::string("rebuilding the ") + index_kind_name(options_.kind) + " index failed: " + e.what());
   }
 }
@@ -196,22 +188,15 @@ void VectorIndex::rebuild_ann() {
 void VectorIndex::train_ivf(std::vector<float> x, std::vector<idx_t> labels, size_t snapshot_slots,
                             uint64_t snapshot_layout) {
   const size_t n = labels.size();
-  std::unique_ptr<faiss::IndexIVFFlat> ivf;
+  std::unique_ptr<index_internal::IvfCells> cells;
+  std::vector<int32_t> cell(n);
   double distance = 0;
   try {
     const size_t nlist = options_.ivf_nlist > 0 ? static_cast<size_t>(options_.ivf_nlist) : auto_nlist(n);
-    auto quantizer = std::make_unique<faiss::IndexFlatIP>(dim_);
-    ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), dim_, nlist, faiss::METRIC_INNER_PRODUCT);
-    quantizer.release();
-    ivf->own_fields = true;
-    ivf->cp.niter = kIvfTrainIterations;
-    ivf->cp.spherical = true;  // unit vectors: keep the centroids on the sphere too
-    ivf->train(static_cast<idx_t>(n), x.data());
-    std::vector<float> D(n);
-    std::vector<idx_t> cell(n);
-    ivf->quantizer->search(static_cast<idx_t>(n), x.data(), 1, D.data(), cell.data());
-    ivf->add_core(static_cast<idx_t>(n), x.data(), labels.data(), cell.data());
-    for (float d : D) distance += 1.0 - static_cast<double>(d);
+    cells = index_internal::IvfCells::train(dim_, nlist, x.data(), n, kIvfTrainIterations);
+    std::vector<float> cosine(n);
+    cells->assign(x.data(), n, cell.data(), cosine.data());
+    for (float c : cosine) distance += 1.0 - static_cast<double>(c);
     distance /= static_cast<double>(std::max<size_t>(n, 1));
   } catch (const std::exception&) {
     // The items are in; the index keeps its old cells (or exact search) and
@@ -223,28 +208,30 @@ void VectorIndex::train_ivf(std::vector<float> x, std::vector<idx_t> labels, siz
   }
   auto lock = write_lock();
   training_ = false;
-  std::unique_ptr<faiss::Index> previous = std::move(ann_);
-  const double previous_distance = ivf_train_distance_, previous_sum = drift_sum_;
-  const size_t previous_count = drift_count_;
-  ann_ = std::move(ivf);
+  try {
+    if (snapshot_layout != layout_version_) {
+      // Slots were renumbered meanwhile: assign them all afresh.
+      std::vector<int32_t> all(slots());
+      std::vector<float> cosine(slots());
+      cells->assign(vectors_.data(), slots(), all.data(), cosine.data());
+      for (size_t s = 0; s < slots(); ++s) {
+        if (!live_[s]) all[s] = -1;
+      }
+      cells->rebuild(std::move(all), vectors_.data());
+    } else {
+      std::vector<int32_t> listed(snapshot_slots, -1);  // tombstones at the snapshot stay unlisted
+      for (size_t i = 0; i < n; ++i) listed[static_cast<size_t>(labels[i])] = cell[i];
+      cells->rebuild(std::move(listed), vectors_.data());
+    }
+  } catch (const std::exception&) {
+    return;  // as above: keep the old cells, retry on the next add()
+  }
+  ivf_ = std::move(cells);
   ivf_train_distance_ = distance;
   drift_sum_ = 0;
   drift_count_ = 0;
-  try {
-    if (snapshot_layout != layout_version_) {
-      rebuild_ann();  // slots were renumbered meanwhile: list them afresh
-    } else {
-      add_to_ivf(snapshot_slots, slots() - snapshot_slots);  // added while training
-    }
-  } catch (const std::exception&) {
-    // As above: keep the old structure, retry on the next add().
-    ann_ = std::move(previous);
-    ivf_train_distance_ = previous_distance;
-    drift_sum_ = previous_sum;
-    drift_count_ = previous_count;
-    return;
-  }
   ivf_trained_at_ = n;
+  if (snapshot_layout == layout_version_) add_to_ivf(snapshot_slots, slots() - snapshot_slots);  // added while training
 }
 
 bool VectorIndex::take_training_snapshot(std::vector<float>* x, std::vector<idx_t>* labels, size_t* snapshot_slots,
@@ -282,9 +269,11 @@ bool VectorIndex::train_if_due() {
 
 void VectorIndex::compact_and_rebuild() {
   if (dead_ > 0) {
+    std::vector<int32_t> cells;  // IVF: each kept slot's cell, renumbered with it
     size_t w = 0;
     for (size_t s = 0; s < slots(); ++s) {
       if (!live_[s]) continue;
+      if (ivf_) cells.push_back(s < ivf_->cell_of().size() ? ivf_->cell_of()[s] : -1);
       if (w != s) {
         std::copy_n(vectors_.begin() + s * dim_, dim_, vectors_.begin() + w * dim_);
         ids_[w] = std::move(ids_[s]);
@@ -301,8 +290,9 @@ void VectorIndex::compact_and_rebuild() {
     live_.resize(w);
     dead_ = 0;
     ++layout_version_;
+    if (ivf_) ivf_->rebuild(std::move(cells), vectors_.data());
   }
-  rebuild_ann();
+  if (!ivf_) rebuild_ann();  // IVF: rebuilt just above (or unchanged)
 }
 
 AddResult VectorIndex::add(const std::vector<std::string>& ids, const std::vector<std::vector<float>>& vectors,
@@ -365,12 +355,12 @@ void VectorIndex::check_add(const std::vector<std::string>& ids, const float* ve
   if (vectors == nullptr) throw invalid_argument("no vectors given for " + std::to_string(n) + " items");
   std::vector<size_t> replaced;
   auto lock = read_lock();
-  prepare_add(ids, vectors, n, metadata, upsert, &replaced);
+  prepare_add(ids, vectors, n, metadata, upsert, &replaced, /*check_only=*/true);
 }
 
 std::vector<float> VectorIndex::prepare_add(const std::vector<std::string>& ids, const float* vectors, size_t n,
                                             const std::vector<std::string>& metadata, bool upsert,
-                                            std::vector<size_t>* replaced_slots) const {
+                                            std::vector<size_t>* replaced_slots, bool check_only) const {
   (void)metadata;  // any string; its count was checked by the caller
   std::unordered_map<std::string, size_t> in_call;
   in_call.reserve(n);
@@ -391,11 +381,12 @@ std::vector<float> VectorIndex::prepare_add(const std::vector<std::string>& ids,
       replaced_slots->push_back(existing->second);
     }
   }
-  std::vector<float> rows(n * dim_);
+  std::vector<float> rows(check_only ? dim_ : n * dim_);  // checking: one row of scratch
   for (size_t i = 0; i < n; ++i) {
-    std::string problem = normalize_row(vectors + i * dim_, rows.data() + i * dim_, dim_);
+    std::string problem = normalize_row(vectors + i * dim_, rows.data() + (check_only ? 0 : i * dim_), dim_);
     if (!problem.empty()) throw invalid_argument(item_name(i, ids[i]) + ": " + problem);
   }
+  if (check_only) rows.clear();
   return rows;
 }
 
@@ -424,7 +415,7 @@ AddResult VectorIndex::add_locked(const std::vector<std::string>& ids, const flo
   for (size_t i = 0; i < n; ++i) slot_of_[ids[i]] = first + i;
 
   try {
-    if (options_.kind == IndexKind::kIvf && ann_) {
+    if (ivf_) {
       add_to_ivf(first, n);
     } else if (ann_) {
       add_slots(*ann_, first, n);
@@ -445,7 +436,7 @@ AddResult VectorIndex::add_locked(const std::vector<std::string>& ids, const flo
     try {
       rebuild_ann();  // drop what FAISS took in
     } catch (...) {
-      // ann_ is null now: searches are exact until the next rebuild
+      // ann_/ivf_ are null now: searches are exact until the next rebuild
     }
     throw internal_error(std::string("adding ") + std::to_string(n) + " items to the FAISS index failed: " + e.what());
   }
@@ -501,11 +492,12 @@ std::vector<std::vector<SearchHit>> VectorIndex::search(const float* queries, si
   ScopedOmpThreads threads(nq);
   LiveSlots live_slots(live_.data(), live_.size());
   const faiss::IDSelector* sel = dead_ > 0 ? &live_slots : nullptr;
-  const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(ann_.get());
+  const index_internal::IvfCells* ivf = ivf_.get();
+  const bool approximate = ann_ || ivf;
   size_t nprobe = 0;
   int ef = 0;
   if (ivf) {
-    nprobe = params.ivf_nprobe > 0 ? std::min<size_t>(params.ivf_nprobe, ivf->nlist) : ivf_default_nprobe();
+    nprobe = params.ivf_nprobe > 0 ? std::min<size_t>(params.ivf_nprobe, ivf->nlist()) : ivf_default_nprobe();
   } else if (ann_) {
     ef = std::max<int>(params.hnsw_ef_search > 0 ? params.hnsw_ef_search : options_.hnsw_ef_search,
                        static_cast<int>(want));
@@ -518,7 +510,7 @@ std::vector<std::vector<SearchHit>> VectorIndex::search(const float* queries, si
   // asking for ef results (the visited nodes do not depend on k) and keeping
   // the best `want`.
   auto fetch_count = [&](int pass) -> size_t {
-    if (!ann_ || ivf || pass == 2) return want;
+    if (!approximate || ivf || pass == 2) return want;
     const size_t e = static_cast<size_t>(ef) * (pass == 0 ? 1 : 4);
     return std::max(want, std::min(e, slots()));  // more than every slot buys nothing
   };
@@ -529,18 +521,20 @@ std::vector<std::vector<SearchHit>> VectorIndex::search(const float* queries, si
     D.resize(n * kf);
     I.resize(n * kf);
     try {
-      if ((!ann_ || pass == 2) && n >= kBlasBatch) {
+      if ((!approximate || pass == 2) && n >= kBlasBatch) {
         // Many queries: FAISS's blocked BLAS scan beats one scan per query.
         faiss::knn_inner_product(x, vectors_.data(), dim_, n, slots(), kf, D.data(), I.data(), sel);
-      } else if (!ann_ || pass == 2) {
+      } else if (!approximate || pass == 2) {
 #pragma omp parallel for if (n > 1)
         for (size_t i = 0; i < n; ++i) {
           exact_top_k(x + i * dim_, vectors_.data(), slots(), dim_, kf, live, &D[i * kf], &I[i * kf]);
         }
       } else if (ivf) {
-        const size_t probes = pass == 0 ? nprobe : std::min<size_t>(ivf->nlist, nprobe * 4);
+        const size_t probes = pass == 0 ? nprobe : std::min<size_t>(ivf->nlist(), nprobe * 4);
 #pragma omp parallel for if (n > 1)
-        for (size_t i = 0; i < n; ++i) ivf_top_k(*ivf, x + i * dim_, probes, kf, live, &D[i * kf], &I[i * kf]);
+        for (size_t i = 0; i < n; ++i) {
+          ivf_top_k(*ivf, x + i * dim_, probes, kf, live, &D[i * kf], &I[i * kf]);
+        }
       } else {
         faiss::SearchParametersHNSW p;
         p.sel = const_cast<faiss::IDSelector*>(sel);
@@ -571,7 +565,7 @@ std::vector<std::vector<SearchHit>> VectorIndex::search(const float* queries, si
     collect(D.data() + i * kf, I.data() + i * kf, kf, results[i]);
     // Short (tombstones crowded the candidates, or nprobe/ef were tiny):
     // widen once, then fall back to exact, so min(k, size) hits come back.
-    for (int pass = 1; results[i].size() < want && pass <= 2 && ann_; ++pass) {
+    for (int pass = 1; results[i].size() < want && pass <= 2 && approximate; ++pass) {
       const size_t kf1 = run(pass, q.data() + i * dim_, 1, D1, I1);
       collect(D1.data(), I1.data(), kf1, results[i]);
     }

@@ -44,6 +44,9 @@
 namespace faiss {
 struct Index;
 }
+namespace refinery::index_internal {
+class IvfCells;
+}
 
 namespace refinery {
 
@@ -149,11 +152,12 @@ class VectorIndex {
   AddResult add_locked(const std::vector<std::string>& ids, const float* vectors, size_t n,
                        const std::vector<std::string>& metadata, bool upsert);
   // Validates an add against the current items; returns the normalised rows
-  // and fills the slots an upsert replaces. Throws invalid_argument.
+  // (none with `check_only`) and fills the slots an upsert replaces. Throws
+  // invalid_argument.
   std::vector<float> prepare_add(const std::vector<std::string>& ids, const float* vectors, size_t n,
                                  const std::vector<std::string>& metadata, bool upsert,
-                                 std::vector<size_t>* replaced_slots) const;
-  // Adds slots [first, first + count) to a trained IVF, measuring drift.
+                                 std::vector<size_t>* replaced_slots, bool check_only = false) const;
+  // Lists slots [first, first + count) in the trained IVF cells, measuring drift.
   void add_to_ivf(size_t first, size_t count);
   // Under the write lock: if training is due, snapshots the live items into
   // the arguments and marks training under way.
@@ -195,9 +199,11 @@ class VectorIndex {
   std::vector<uint8_t> live_;
   std::unordered_map<std::string, size_t> slot_of_;  // live ids only
   size_t dead_ = 0;
-  // IVF (trained) or HNSW over the slots; null for FLAT and untrained IVF,
-  // which search the vectors exactly.
+  // HNSW over the slots; null for FLAT and IVF.
   std::unique_ptr<faiss::Index> ann_;
+  // IVF cells listing the slots; null for FLAT, HNSW and untrained IVF
+  // (which searches the vectors exactly).
+  std::unique_ptr<index_internal::IvfCells> ivf_;
   size_t ivf_trained_at_ = 0;  // live items when the IVF cells were trained
   bool training_ = false;      // an IVF training run is under way (unlocked)
   bool background_training_ = false;

@@ -157,24 +157,19 @@ void VectorIndex::save(const std::string& dir, uint64_t log_segment) const {
       }
       std::string ann = "none";
       size_t cells_nlist = 0;
-      if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ann_.get())) {
-        // IVF: the cell centres and each slot's cell, not FAISS's lists,
-        // which would store every vector a second time; load() rebuilds the
-        // lists from vectors.f32.
+      if (ivf_) {
+        // IVF: the cell centres and each slot's cell; load() rebuilds the
+        // lists from them.
         ann = "ivf-cells";
-        cells_nlist = ivf->nlist;
+        cells_nlist = ivf_->nlist();
         {
           DurableWriter w(tmp + "/" + kCentroidsFile);
-          w.write(static_cast<const faiss::IndexFlat*>(ivf->quantizer)->get_xb(), ivf->nlist * dim_ * sizeof(float));
+          w.write(ivf_->centroids(), cells_nlist * dim_ * sizeof(float));
           w.finish();
           record(kCentroidsFile, w);
         }
-        std::vector<int32_t> cells(slots(), -1);
-        for (size_t list = 0; list < ivf->nlist; ++list) {
-          const size_t count = ivf->invlists->list_size(list);
-          faiss::InvertedLists::ScopedIds listed(ivf->invlists, list);
-          for (size_t j = 0; j < count; ++j) cells[static_cast<size_t>(listed[j])] = static_cast<int32_t>(list);
-        }
+        std::vector<int32_t> cells = ivf_->cell_of();
+        cells.resize(slots(), -1);
         DurableWriter w(tmp + "/" + kCellsFile);
         w.write(cells.data(), cells.size() * sizeof(int32_t));
         w.finish();
@@ -373,42 +368,14 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
     check_file(cells_path, cells_bytes);
     std::vector<int32_t> cells(slots);
     check_checksum(cells_path, read_exact(cells_path, cells.data(), cells_bytes), cells_sum);
-    std::vector<size_t> counts(cells_nlist, 0);
     for (size_t s = 0; s < slots; ++s) {
       if (cells[s] < -1 || cells[s] >= static_cast<int32_t>(cells_nlist)) {
         throw invalid_argument(cells_path + ": slot " + std::to_string(s) + " names cell " + std::to_string(cells[s]) +
                                " of " + std::to_string(cells_nlist));
       }
-      if (cells[s] >= 0) ++counts[cells[s]];
     }
-    auto quantizer = std::make_unique<faiss::IndexFlatIP>(dim);
-    quantizer->add(static_cast<idx_t>(cells_nlist), centroids.data());
-    auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), dim, cells_nlist, faiss::METRIC_INNER_PRODUCT);
-    quantizer.release();
-    ivf->own_fields = true;
-    auto lists = dynamic_cast<faiss::ArrayInvertedLists*>(ivf->invlists);
-    if (!lists) throw internal_error("FAISS's IVF lists are not the array kind");
-    const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
-    // Room for the items to come in proportion, so the first adds do not
-    // copy every list.
-    const double headroom = 1.0 + static_cast<double>(reserve_items) / static_cast<double>(std::max<size_t>(slots, 1));
-    for (size_t list = 0; list < cells_nlist; ++list) {
-      const size_t room = static_cast<size_t>(static_cast<double>(counts[list]) * headroom) + 1;
-      index_internal::reserve_with_huge_pages(lists->codes[list], room * row_bytes);
-      lists->ids[list].reserve(room);
-    }
-    // Slot order is the order the lists were filled in: same lists as saved.
-    const auto* rows = reinterpret_cast<const uint8_t*>(index->vectors_.data());
-    size_t listed = 0;
-    for (size_t s = 0; s < slots; ++s) {
-      if (cells[s] < 0) continue;
-      auto& codes = lists->codes[cells[s]];
-      codes.insert(codes.end(), rows + s * row_bytes, rows + (s + 1) * row_bytes);
-      lists->ids[cells[s]].push_back(static_cast<idx_t>(s));
-      ++listed;
-    }
-    ivf->ntotal = static_cast<idx_t>(listed);
-    index->ann_ = std::move(ivf);
+    index->ivf_ = std::make_unique<index_internal::IvfCells>(dim, centroids.data(), cells_nlist);
+    index->ivf_->rebuild(std::move(cells), index->vectors_.data());
   } else if (ann == "none") {
     index->ann_.reset();
     if (index->options_.kind == IndexKind::kHnsw) index->rebuild_ann();  // only if saved without its graph
@@ -423,7 +390,7 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
     } catch (const faiss::FaissException& e) {
       throw invalid_argument(faiss_path + ": not a readable FAISS index: " + e.what());
     }
-    auto loaded_ivf = dynamic_cast<faiss::IndexIVFFlat*>(loaded.get());
+    auto loaded_ivf = dynamic_cast<faiss::IndexIVFFlat*>(loaded.get());  // snapshots before centroids.f32
     const bool type_ok = ann == "hnsw" ? dynamic_cast<faiss::IndexHNSWFlat*>(loaded.get()) != nullptr
                                        : loaded_ivf && dynamic_cast<faiss::IndexFlat*>(loaded_ivf->quantizer) &&
                                              loaded_ivf->quantizer->metric_type == faiss::METRIC_INNER_PRODUCT;
@@ -446,7 +413,26 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& dir, uint64_t*
       hnsw->own_fields = true;
       hnsw->hnsw.efSearch = 1;  // see search()
     }
-    index->ann_ = std::move(loaded);
+    if (loaded_ivf) {
+      // Keep the cells and the lists' order; the vectors are in vectors.f32.
+      const auto* centres = static_cast<const faiss::IndexFlat*>(loaded_ivf->quantizer);
+      std::vector<int32_t> cells(slots, -1);
+      for (size_t list = 0; list < loaded_ivf->nlist; ++list) {
+        const size_t count = loaded_ivf->invlists->list_size(list);
+        faiss::InvertedLists::ScopedIds listed(loaded_ivf->invlists, list);
+        for (size_t j = 0; j < count; ++j) {
+          if (listed[j] < 0 || static_cast<size_t>(listed[j]) >= slots) {
+            throw invalid_argument(faiss_path + ": an IVF list names slot " + std::to_string(listed[j]) + " of " +
+                                   std::to_string(slots));
+          }
+          cells[static_cast<size_t>(listed[j])] = static_cast<int32_t>(list);
+        }
+      }
+      index->ivf_ = std::make_unique<index_internal::IvfCells>(dim, centres->get_xb(), loaded_ivf->nlist);
+      index->ivf_->rebuild(std::move(cells), index->vectors_.data());
+    } else {
+      index->ann_ = std::move(loaded);
+    }
   }
   return index;
 }

@@ -167,10 +167,14 @@ class Client:
         return self._call(self.indexes.CreateIndex, request, "CreateIndex")
 
     def add_to_index(self, index: str, *, texts: Optional[Dict[str, str]] = None,
-                     images: Optional[Dict[str, ImageInput]] = None, upsert: bool = False) -> int:
-        """Adds {id: text} and {id: image}; returns the index's size."""
+                     images: Optional[Dict[str, ImageInput]] = None,
+                     vectors: Optional[Dict[str, Iterable[float]]] = None, upsert: bool = False) -> int:
+        """Adds {id: text}, {id: image} and {id: precomputed embedding}; returns
+        the index's size once the change is durable on the server."""
         items = [index_pb2.IndexItem(id=k, text=v) for k, v in (texts or {}).items()]
         items += [index_pb2.IndexItem(id=k, image=_image(v, i)) for i, (k, v) in enumerate((images or {}).items())]
+        items += [index_pb2.IndexItem(id=k, vector=common_pb2.Vector(values=[float(x) for x in v]))
+                  for k, v in (vectors or {}).items()]
         out = self._call(self.indexes.AddItems, index_pb2.AddItemsRequest(index=index, items=items, upsert=upsert),
                          "AddItems")
         return out.size

@@ -116,6 +116,10 @@ class ServerTest(unittest.TestCase):
         self.assertGreater(hits[0]["score"], 0.9999)
         vector = self.client.embed_texts([self.texts[7]])[0]
         self.assertEqual(self.client.search("py-texts", vector=vector, k=1)[0]["id"], "t7")
+        # A precomputed embedding is added as it is.
+        other = self.client.embed_texts([self.texts[40]])[0]
+        self.assertEqual(self.client.add_to_index("py-texts", vectors={"v40": other}), 31)
+        self.assertEqual(self.client.search("py-texts", text=self.texts[40], k=1)[0]["id"], "v40")
 
     def test_errors_name_the_offending_item(self):
         with self.assertRaises(RefineryError) as e:

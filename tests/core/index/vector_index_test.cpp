@@ -618,6 +618,34 @@ TEST(VectorIndexTest, CorruptFilesAreRejectedByName) {
   auto e = expect_error([&] { VectorIndex::load(s.tmp / "nothing-here"); }, ErrorCode::kNotFound);
 }
 
+TEST(VectorIndexTest, IvfListsGrowFarPastTheirFirstRoomAndKeepEveryItem) {
+  // Lists start with 25% room; growing tenfold moves them and lays them out
+  // again many times. Every item must stay findable in its own list.
+  const int dim = 8;
+  IndexOptions o = options_for(IndexKind::kIvf);
+  o.ivf_nlist = 8;
+  VectorIndex index(dim, o);
+  const size_t first = VectorIndex::kIvfTrainMinItems, total = first * 10;
+  auto data = random_vectors(total, dim, 31);
+  auto ids = make_ids(total);
+  index.add(std::vector<std::string>(ids.begin(), ids.begin() + first), data.data(), first);
+  ASSERT_EQ(index.ivf_nlist(), 8);
+  for (size_t at = first; at < total; at += 100) {
+    index.add(std::vector<std::string>(ids.begin() + at, ids.begin() + at + 100), &data[at * dim], 100);
+  }
+  index.remove({"item-5", "item-5000"});
+  SearchParams all;
+  all.ivf_nprobe = 8;  // every list: each item must be its own best hit
+  for (size_t i = 0; i < total; i += 37) {
+    if (i == 5 || i == 5000) continue;
+    auto hits = index.search(std::vector<float>(&data[i * dim], &data[(i + 1) * dim]), 1, all);
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_EQ(hits[0].id, ids[i]);
+  }
+  EXPECT_EQ(index.size(), total - 2);
+  EXPECT_FALSE(index.contains("item-5000"));
+}
+
 TEST(VectorIndexTest, IvfIsSavedAsCellsAndLoadsBackWithTheSameLists) {
   TempDir tmp;
   const int dim = 16;
