@@ -229,9 +229,12 @@ void IndexRegistry::maintain() {
       const auto start = std::chrono::steady_clock::now();
       if (handle->store_->maintain()) {
         const auto stats = handle->store_->stats();
-        log_info("index %s: upkeep took %.2f s (snapshot %.1f MB, IVF cells %s)", in_quotes(name).c_str(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                 static_cast<double>(stats.snapshot_bytes) / 1e6, handle->index()->trained() ? "trained" : "not yet");
+        const auto index = handle->index();
+        const std::string cells =
+            index->options().kind == IndexKind::kIvf ? ", " + std::to_string(index->ivf_nlist()) + " IVF cells" : "";
+        log_info("index %s: snapshot of %zu items written in %.2f s (%.1f MB%s)", in_quotes(name).c_str(),
+                 index->size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                 static_cast<double>(stats.snapshot_bytes) / 1e6, cells.c_str());
       }
     } catch (const std::exception& e) {
       // The log still holds every change: nothing is lost, the next round retries.
