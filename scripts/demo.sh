@@ -64,7 +64,7 @@ SERVER_PID=$!
 CLI=("$BUILD/client/refinery" --server "127.0.0.1:$PORT")
 for _ in $(seq 100); do "${CLI[@]}" --timeout 2 health > /dev/null 2>&1 && break; sleep 0.3; done
 if [[ $# -eq 0 ]]; then
-  echo "== 1. pre-train a tiny CLIP from scratch on it (the CLIP loss; about a minute on 2 cores)"
+  echo "== 1. pre-train a tiny CLIP from scratch on it (the CLIP loss; about 30 s on 2 cores)"
   "${CLI[@]}" jobs submit --init random --arch tiny --data "$PRETRAIN" --batch-size 128 --epochs 20 --warmup-steps 20 \
     --name tiny-pretrained --watch > "$WORK/pretrain.txt" || { tail -20 "$WORK/pretrain.txt" "$WORK/server.log"; exit 1; }
   tail -1 "$WORK/pretrain.txt"

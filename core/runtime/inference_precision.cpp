@@ -32,13 +32,17 @@ bool cpu_flags_have_native_bf16(const std::string& flags_line) {
 }
 
 bool cpu_has_native_bf16() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    // Every core lists the same flags: the first line decides.
-    if (line.rfind("flags", 0) == 0) return cpu_flags_have_native_bf16(line);
-  }
-  return false;
+  // Read once per process: every Embedder built with bf16 asks.
+  static const bool has = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      // Every core lists the same flags: the first line decides.
+      if (line.rfind("flags", 0) == 0) return cpu_flags_have_native_bf16(line);
+    }
+    return false;
+  }();
+  return has;
 }
 
 void check_inference_precision(InferencePrecision precision, const c10::Device& device) {

@@ -6,12 +6,14 @@
 // pass waits its whole budget, and the device then idles at most that
 // fraction of the time.
 //
-// Measured on 2 CPU cores under 32 closed-loop callers: ViT-B/32 passes take
-// 1.5 s, where waits of 50 ms gave 0.83 and 150 ms 0.90-0.95 of the raw
-// batch throughput; a small 224 px model's passes take 46 ms, where any wait
-// from 0 to 150 ms gave the same throughput (it is bound by the CPU the
-// decodes and RPCs share with the pass); a GPU pass takes a few ms, where
-// the old fixed 5 ms default was about one pass.
+// Measured on 2 CPU cores under 32 closed-loop callers, with this rule:
+// ViT-B/32 served 0.96 of its raw batch throughput (p99/p50 1.73); a small
+// 224 px model (46 ms passes) 0.65, where any fixed wait from 0 to 150 ms
+// gave the same throughput (it is bound by the CPU the decodes and RPCs
+// share with the pass). Earlier, with the pthreads OpenBLAS and ViT-B/32
+// passes of 1.5 s, fixed waits of 50 ms gave 0.83 and 150 ms 0.90-0.95. A
+// GPU pass takes a few ms, where the old fixed 5 ms default was about one
+// pass.
 #pragma once
 
 namespace refinery {
