@@ -19,7 +19,7 @@
 // else is invalid_argument naming the file and byte offset; the index is not
 // served rather than served without acknowledged changes.
 //
-// Durability: append() writes the record (one write(2)); sync() returns once
+// Durability: append() writes the record (one pwritev(2)); sync() returns once
 // it is on disk. Concurrent sync() calls share one fdatasync (group commit):
 // a caller that finds a sync running waits for it and, if that did not cover
 // its record, the next one. A failed append is cut back off the file and

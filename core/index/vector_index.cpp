@@ -295,21 +295,27 @@ void VectorIndex::compact_and_rebuild() {
   if (!ivf_) rebuild_ann();  // IVF: rebuilt just above (or unchanged)
 }
 
-AddResult VectorIndex::add(const std::vector<std::string>& ids, const std::vector<std::vector<float>>& vectors,
-                           const std::vector<std::string>& metadata, bool upsert) {
+std::vector<float> VectorIndex::flatten(const std::vector<std::string>& ids,
+                                        const std::vector<std::vector<float>>& vectors, int dim) {
   if (ids.size() != vectors.size()) {
     throw invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(vectors.size()) +
                            " vectors");
   }
   std::vector<float> flat;
-  flat.reserve(vectors.size() * dim_);
+  flat.reserve(vectors.size() * dim);
   for (size_t i = 0; i < vectors.size(); ++i) {
-    if (vectors[i].size() != static_cast<size_t>(dim_)) {
+    if (vectors[i].size() != static_cast<size_t>(dim)) {
       throw invalid_argument(item_name(i, ids[i]) + " has " + std::to_string(vectors[i].size()) +
-                             " values; the index holds " + std::to_string(dim_) + "-dimensional vectors");
+                             " values; the index holds " + std::to_string(dim) + "-dimensional vectors");
     }
     flat.insert(flat.end(), vectors[i].begin(), vectors[i].end());
   }
+  return flat;
+}
+
+AddResult VectorIndex::add(const std::vector<std::string>& ids, const std::vector<std::vector<float>>& vectors,
+                           const std::vector<std::string>& metadata, bool upsert) {
+  const std::vector<float> flat = flatten(ids, vectors, dim_);
   return add(ids, flat.data(), vectors.size(), metadata, upsert);
 }
 

@@ -95,6 +95,10 @@ class VectorIndex {
   AddResult add(const std::vector<std::string>& ids, const float* vectors, size_t n,
                 const std::vector<std::string>& metadata = {}, bool upsert = false);
   // The same with one vector per item, so a wrong length names its item.
+  // One vector per item as n * dim() row-major floats: invalid_argument for
+  // a count that differs from the ids' or a wrong length (naming the item).
+  static std::vector<float> flatten(const std::vector<std::string>& ids, const std::vector<std::vector<float>>& vectors,
+                                    int dim);
   AddResult add(const std::vector<std::string>& ids, const std::vector<std::vector<float>>& vectors,
                 const std::vector<std::string>& metadata = {}, bool upsert = false);
 

@@ -394,21 +394,7 @@ AddItemsResult IndexRegistry::add(const std::string& name, const std::vector<std
                                   const std::vector<std::vector<float>>& vectors,
                                   const std::vector<std::string>& metadata, bool upsert) {
   auto handle = find(name);
-  const int dim = handle->index()->dim();
-  if (ids.size() != vectors.size()) {
-    throw invalid_argument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(vectors.size()) +
-                           " vectors");
-  }
-  std::vector<float> flat;
-  flat.reserve(vectors.size() * dim);
-  for (size_t i = 0; i < vectors.size(); ++i) {
-    if (vectors[i].size() != static_cast<size_t>(dim)) {
-      throw invalid_argument("item " + std::to_string(i) + " (id " + in_quotes(ids[i]) + ") has " +
-                             std::to_string(vectors[i].size()) + " values; the index holds " + std::to_string(dim) +
-                             "-dimensional vectors");
-    }
-    flat.insert(flat.end(), vectors[i].begin(), vectors[i].end());
-  }
+  const std::vector<float> flat = VectorIndex::flatten(ids, vectors, handle->index()->dim());
   const AddResult r = handle->store_->add(ids, flat.data(), vectors.size(), metadata, upsert);
   return {r.added, r.replaced, handle->index()->size()};
 }
