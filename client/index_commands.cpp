@@ -204,6 +204,7 @@ std::vector<PendingItem> images_in_folder(const std::string& dir) {
 // --id-prefix, else the file's "ids" metadata (a JSON array of N strings),
 // else its "items" metadata (refinery-model embed: the texts or image paths).
 struct EmbeddingsFile {
+  explicit EmbeddingsFile(SafetensorsFile f) : file(std::move(f)) {}
   SafetensorsFile file;
   std::vector<float> converted;  // F16/BF16/F64 files, as float32
   const float* rows = nullptr;
@@ -212,7 +213,7 @@ struct EmbeddingsFile {
 
 std::vector<PendingItem> rows_of_file(const std::string& path, const std::string& id_prefix,
                                       std::shared_ptr<EmbeddingsFile>* keep) {
-  auto f = std::make_shared<EmbeddingsFile>(EmbeddingsFile{SafetensorsFile::open(path, /*for_loading=*/true)});
+  auto f = std::make_shared<EmbeddingsFile>(SafetensorsFile::open(path, /*for_loading=*/true));
   const auto& names = f->file.names();
   const std::string tensor = f->file.contains("embeddings") ? "embeddings" : (names.size() == 1 ? names[0] : "");
   if (tensor.empty()) {

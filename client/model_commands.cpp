@@ -18,6 +18,7 @@ namespace {
 
 struct ImportParams {
   std::string path, name, model_config;
+  std::string precision;  // fp32 | bf16 | int8; empty: the server's rule
   bool make_default = false;
 };
 
@@ -46,6 +47,7 @@ void print_model(const v1::ModelInfo& m) {
   std::cout << m.ref() << (m.is_default() ? " (default)" : "") << '\n'
             << "  path:        " << m.path() << '\n'
             << "  format:      " << m.format() << '\n'
+            << "  precision:   " << m.precision() << '\n'
             << "  loaded:      " << (m.loaded() ? "yes" : "no") << ", memory " << human_bytes(m.memory_bytes()) << '\n'
             << "  parameters:  " << human_count(m.parameters()) << '\n'
             << "  arch:        " << (a.name().empty() ? "(custom)" : a.name()) << ", embed dim " << a.embed_dim()
@@ -90,13 +92,13 @@ int list_models(const ServerConnection& c) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& m : response.models()) {
     rows.push_back({m.ref() + (m.is_default() ? " *" : ""), m.format(), std::to_string(m.architecture().embed_dim()),
-                    human_count(m.parameters()), m.loaded() ? "yes" : "no", m.path()});
+                    human_count(m.parameters()), m.precision(), m.loaded() ? "yes" : "no", m.path()});
   }
   if (rows.empty()) {
     std::cout << "no models registered (import one with `refinery models import PATH`)\n";
     return 0;
   }
-  print_table({"MODEL", "FORMAT", "DIM", "PARAMS", "LOADED", "PATH"}, rows);
+  print_table({"MODEL", "FORMAT", "DIM", "PARAMS", "PRECISION", "LOADED", "PATH"}, rows);
   return 0;
 }
 
@@ -121,12 +123,14 @@ int import_model(const ServerConnection& c, const ImportParams& p) {
   request.set_name(p.name);
   request.set_model_config_path(p.model_config);
   request.set_make_default(p.make_default);
+  request.set_precision(p.precision);
   v1::ModelInfo info;
   check_status(stub->ImportModel(c.context().get(), request, &info));
   if (c.options().json) {
     print_json(proto_to_json(info));
   } else {
-    std::cout << "imported " << p.path << " as " << info.ref() << (info.is_default() ? " (default)" : "") << '\n';
+    std::cout << "imported " << p.path << " as " << info.ref() << " (" << info.precision()
+              << (info.is_default() ? ", default" : "") << ")\n";
   }
   return 0;
 }
@@ -186,6 +190,9 @@ void add_model_commands(CLI::App& app, Command& command) {
   import->add_option("--name", ip->name, "Registry name (default: the file name; an existing name gets a new version)");
   import->add_option("--model-config", ip->model_config, "open_clip or HF config JSON overriding the inferred architecture");
   import->add_flag("--default", ip->make_default, "Make it the server's default model");
+  import->add_option("--precision", ip->precision,
+                     "fp32, bf16 or int8 for its forward passes (default: the server's --model-precision or --precision)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   import->callback([&command, ip] {
     command.run = [&command, ip] { return import_model(ServerConnection(command.options), *ip); };
   });

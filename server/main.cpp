@@ -18,7 +18,6 @@
 #include "core/base/error.h"
 #include "core/base/pem_file.h"
 #include "core/image/image_decoder.h"
-#include "core/runtime/inference_precision.h"
 #include "core/runtime/torch_runtime.h"
 #include "server/embedding/embedding_engine.h"
 #include "server/embedding/embedding_metrics.h"
@@ -136,8 +135,12 @@ ServerConfig parse_config(int argc, char** argv) {
                  "How long a batch waits for more calls (-1 = auto: a tenth of the model's measured pass time)")
       ->capture_default_str();
   app.add_option("--precision", cfg.batcher.precision,
-                 "Forward passes in fp32, or bf16 (autocast; needs AVX512-BF16 or AMX on a CPU)")
+                 "Every model's forward passes: fp32, bf16 (autocast; needs AVX512-BF16 or AMX on a CPU) or int8 "
+                 "(linear layers quantized dynamically; CPU with VNNI)")
       ->capture_default_str();
+  std::vector<std::string> model_precision;
+  app.add_option("--model-precision", model_precision,
+                 "NAME=PRECISION or NAME@VERSION=PRECISION: one model's precision (repeatable; wins over --precision)");
   app.add_option("--max-queue-items", cfg.batcher.max_queue_items,
                  "Queued items per model and modality before calls get RESOURCE_EXHAUSTED")
       ->capture_default_str();
@@ -190,6 +193,13 @@ ServerConfig parse_config(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::exit(app.exit(e));
   }
+  for (const auto& rule : model_precision) {
+    const size_t eq = rule.rfind('=');
+    if (eq == std::string::npos) {
+      throw invalid_argument("--model-precision " + single_quoted(rule) + ": expected NAME=PRECISION");
+    }
+    cfg.batcher.model_precision[rule.substr(0, eq)] = rule.substr(eq + 1);
+  }
   cfg.validate();
   return cfg;
 }
@@ -217,7 +227,6 @@ int run(int argc, char** argv) {
   const RuntimeInfo runtime = configure_runtime(ro);
   const c10::Device resolved = resolve_device(cfg.device);
   const std::string device = resolved.str();
-  check_inference_precision(parse_inference_precision(cfg.batcher.precision), resolved);
   log_info("refineryd %s starting: %s, device %s", REFINERY_VERSION, runtime.summary().c_str(), device.c_str());
   if (!cfg.config_file.empty()) log_info("config file %s", cfg.config_file.c_str());
 
@@ -234,6 +243,8 @@ int run(int argc, char** argv) {
   mo.default_model = cfg.default_model;
   mo.memory_budget_bytes = static_cast<int64_t>(cfg.model_memory_budget_gb * (1 << 30));
   mo.device = device;
+  mo.precision = cfg.batcher.precision;
+  mo.model_precision = cfg.batcher.model_precision;
   auto& load_seconds = metrics_registry.histogram(
       "refinery_model_load_duration_seconds",
       "Time to load a model's weights from its file onto the serving device (first use, or after an unload)",
@@ -244,8 +255,12 @@ int run(int argc, char** argv) {
   ModelRegistry models(mo);
   const std::string wait = cfg.batcher.max_wait_ms >= 0 ? "up to " + std::to_string(static_cast<int>(cfg.batcher.max_wait_ms)) + " ms"
                                                         : std::string("up to a tenth of each model's measured pass time");
+  std::string precision = cfg.batcher.precision;
+  for (const auto& e : models.list()) {
+    if (e.precision != cfg.batcher.precision) precision += ", " + e.ref() + " in " + e.precision;
+  }
   log_info("batching: up to %d images / %d texts per pass in %s, waiting %s for company",
-           cfg.batcher.max_batch_images, cfg.batcher.max_batch_texts, cfg.batcher.precision.c_str(), wait.c_str());
+           cfg.batcher.max_batch_images, cfg.batcher.max_batch_texts, precision.c_str(), wait.c_str());
   log_info("%zu model(s) registered, default %s", models.list().size(),
            models.default_ref().empty() ? "(none)" : models.default_ref().c_str());
   IndexRegistry indexes(cfg.data_dir);

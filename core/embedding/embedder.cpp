@@ -18,6 +18,9 @@ Embedder::Embedder(ClipModel model, c10::Device device, EmbedderOptions options)
   check_inference_precision(options_.precision, device_);
   model_->to(device_);
   model_->eval();
+  // int8 packs the model's own linear layers: every forward of this model
+  // without gradients runs in int8 from now on (the caller's handle too).
+  if (options_.precision == InferencePrecision::kInt8) model_->quantize_int8();
 }
 
 at::Tensor Embedder::tokenize(const std::vector<std::string>& texts) const {

@@ -23,7 +23,9 @@ struct EmbedderOptions {
   bool truncate = true;     // over-long texts: truncate (EOT last) or reject
   int decode_workers = 0;   // image decode threads; 0 = all cores
   int prefetch_batches = 2; // image batches decoded ahead of the model
-  InferencePrecision precision = InferencePrecision::kFp32;  // bf16: autocast (inference_precision.h)
+  // bf16: autocast; int8: the model's linear layers are quantized in place
+  // (inference_precision.h)
+  InferencePrecision precision = InferencePrecision::kFp32;
 };
 
 // Called after each batch with the rows embedded so far; may throw to stop.

@@ -19,7 +19,9 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   const int64_t B = x.size(0), L = x.size(1), W = x.size(2);
   const int64_t head_dim = W / heads_;
   // [B, L, 3W] -> 3 x [B, heads, L, head_dim]
-  auto qkv = F::linear(x, in_proj_weight, in_proj_bias).view({B, L, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
+  auto projected = in_proj_int8 && !torch::GradMode::is_enabled() ? in_proj_int8->forward(x)
+                                                                  : F::linear(x, in_proj_weight, in_proj_bias);
+  auto qkv = projected.view({B, L, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
   auto q = qkv[0], k = qkv[1], v = qkv[2];
   torch::Tensor out;
 #if TORCH_VERSION_MAJOR >= 2
@@ -33,6 +35,11 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
 #endif
   out = out.transpose(1, 2).reshape({B, L, W});
   return out_proj->forward(out);
+}
+
+int64_t SelfAttentionImpl::quantize_int8() {
+  in_proj_int8 = std::make_shared<const Int8Linear>(in_proj_weight, in_proj_bias);
+  return in_proj_int8->bytes() + out_proj->quantize_int8();
 }
 
 MlpImpl::MlpImpl(int64_t width, int64_t hidden, bool quick_gelu) : quick_gelu_(quick_gelu) {
@@ -177,6 +184,21 @@ torch::Tensor ClipModelImpl::encode_text(const torch::Tensor& tokens) {
   const auto rows = torch::arange(x.size(0), torch::TensorOptions().dtype(torch::kLong).device(x.device()));
   x = ln_final->forward(x.index({rows, eot.to(x.device())}));  // LayerNorm is per token: gather first
   return torch::matmul(x, text_projection);
+}
+
+int64_t ClipModelImpl::quantize_int8() {
+  if (quantized_int8_) return 0;
+  int64_t bytes = 0;
+  for (const Transformer& tower : {visual->transformer, transformer}) {
+    for (const auto& module : *tower->resblocks) {
+      auto block = module->as<ResidualAttentionBlock>();
+      bytes += block->attn->quantize_int8();
+      bytes += block->mlp->c_fc->quantize_int8();
+      bytes += block->mlp->c_proj->quantize_int8();
+    }
+  }
+  quantized_int8_ = true;
+  return bytes;
 }
 
 void ClipModelImpl::reset_parameters_random(uint64_t seed) {

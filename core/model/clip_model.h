@@ -31,9 +31,11 @@ class SelfAttentionImpl : public torch::nn::Module {
   SelfAttentionImpl(int64_t width, int64_t heads);
   // x: [B, L, W]; mask: additive [L, L] or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
+  int64_t quantize_int8();  // the q/k/v and output projections; bytes packed
 
   torch::Tensor in_proj_weight, in_proj_bias;
   Linear out_proj{nullptr};
+  std::shared_ptr<const Int8Linear> in_proj_int8;  // set by quantize_int8
 
  private:
   int64_t heads_;
@@ -110,6 +112,16 @@ class ClipModelImpl : public torch::nn::Module {
   // Re-initialises every parameter as open_clip's init_parameters does.
   void reset_parameters_random(uint64_t seed);
 
+  // Packs every transformer linear layer (attention q/k/v and output
+  // projections, both MLP layers, in both towers) for int8 dynamic
+  // quantization: forward passes without gradients then run them in int8
+  // (core/runtime/int8_linear.h). The patch convolution, the attention
+  // scores, the final projections, LayerNorm and the residual stream stay
+  // fp32, and so do the parameters themselves. CPU only; for inference only.
+  // Returns the bytes packed.
+  int64_t quantize_int8();
+  bool quantized_int8() const { return quantized_int8_; }
+
   VisionTransformer visual{nullptr};
   Embedding token_embedding{nullptr};
   torch::Tensor positional_embedding, text_projection, logit_scale;
@@ -120,6 +132,7 @@ class ClipModelImpl : public torch::nn::Module {
   torch::Tensor causal_mask(int64_t length, const torch::Device& device, torch::Dtype dtype);
   ClipConfig config_;
   torch::Tensor mask_cache_;
+  bool quantized_int8_ = false;
 };
 TORCH_MODULE(ClipModel);
 

@@ -24,7 +24,15 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features) {
   torch::nn::init::uniform_(bias, -bound, bound);
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::nn::functional::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  if (int8 && !torch::GradMode::is_enabled()) return int8->forward(x);
+  return torch::nn::functional::linear(x, weight, bias);
+}
+
+int64_t LinearImpl::quantize_int8() {
+  int8 = std::make_shared<const Int8Linear>(weight, bias);
+  return int8->bytes();
+}
 
 EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim) {
   weight = register_parameter("weight", torch::empty({num_embeddings, embedding_dim}));

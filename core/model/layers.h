@@ -9,6 +9,10 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <memory>
+
+#include "core/runtime/int8_linear.h"
+
 namespace refinery {
 
 // While one exists, the CLIP modules constructed on this thread leave their
@@ -25,11 +29,19 @@ class SkipParameterInit {
 
 // torch::nn::Linear: weight [out, in], bias [out]; kaiming_uniform(sqrt(5))
 // weight and uniform(+-1/sqrt(in)) bias.
+//
+// quantize_int8() packs the current weight for int8 dynamic quantization
+// (int8_linear.h): from then on, forward passes without gradients run in
+// int8; with gradients they still use the fp32 parameters, which stay (for
+// export and state dicts; a memory-mapped checkpoint's pages are then
+// never read again).
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features);
   torch::Tensor forward(const torch::Tensor& x);
+  int64_t quantize_int8();  // bytes of the packed weight
   torch::Tensor weight, bias;
+  std::shared_ptr<const Int8Linear> int8;
 };
 TORCH_MODULE(Linear);
 

@@ -6,7 +6,6 @@
 #include "core/base/error.h"
 #include "core/image/image_decoder.h"
 #include "core/image/image_preprocessor.h"
-#include "core/runtime/inference_precision.h"
 #include "core/text/bpe_tokenizer.h"
 #include "server/models/model_registry.h"
 #include "server/runtime/memory_budget.h"
@@ -75,7 +74,7 @@ std::shared_ptr<EmbeddingEngine::Lane> EmbeddingEngine::lane_locked(const ModelE
     o.max_batch = modality == Modality::kText ? config_.max_batch_texts : config_.max_batch_images;
     o.max_wait_ms = config_.max_wait_ms;
     o.max_queue_items = config_.max_queue_items;
-    o.bf16 = parse_inference_precision(config_.precision) == InferencePrecision::kBf16;
+    o.bf16 = entry.precision == "bf16";  // int8 is in the model itself (the registry packs it at load)
     fresh->batcher = std::make_unique<EmbeddingBatcher>(entry.ref(), modality, o, registry_, device_mutex_, on_batch_);
     if (modality == Modality::kImage) {
       ImagePreprocessorOptions po;

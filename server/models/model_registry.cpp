@@ -18,6 +18,7 @@
 #include "core/base/error.h"
 #include "core/base/json_integer.h"
 #include "core/checkpoint/checkpoint_reader.h"
+#include "core/runtime/inference_precision.h"
 #include "core/runtime/torch_runtime.h"
 #include "core/safetensors/safetensors.h"
 #include "server/runtime/log.h"
@@ -144,6 +145,7 @@ ModelRegistry::ModelRegistry(ModelRegistryOptions options) : options_(std::move(
   }
   load_persisted();
   scan_models_dir();
+  check_precision_rules();
   if (!options_.default_model.empty()) {
     default_ref_ = resolve(options_.default_model).ref();  // an unknown default is a start-up error
   } else if (default_ref_.empty() || !models_.count(default_ref_.substr(0, default_ref_.rfind('@')))) {
@@ -169,6 +171,8 @@ void ModelRegistry::load_persisted() {
       e.version = json_integer<int>(m.at("version"), "version");
       e.created_unix_ms = m.contains("created_unix_ms") ? json_integer<int64_t>(m["created_unix_ms"], "created_unix_ms") : 0;
       e.lineage = lineage_from(m.value("lineage", json::object()));
+      e.import_precision = m.value("precision", "");
+      e.precision = precision_for(e);
       models_[e.name][e.version].entry = e;
     } catch (const std::exception& ex) {
       // One unreadable model must not keep the server from starting.
@@ -213,6 +217,7 @@ void ModelRegistry::scan_models_dir() {
         e.lineage.evaluations = it->second;
       }
       if (std::find(hidden_.begin(), hidden_.end(), e.ref()) != hidden_.end()) continue;
+      e.precision = precision_for(e);
       models_[name][e.version].entry = e;
       log_info("model registry: %s <- %s (%s, %s)", e.ref().c_str(), path.c_str(), e.format.c_str(),
                e.config.name.empty() ? "inferred" : e.config.name.c_str());
@@ -234,6 +239,7 @@ void ModelRegistry::persist() const {
                         {"path", e.path},
                         {"model_config_path", e.model_config_path},
                         {"created_unix_ms", e.created_unix_ms},
+                        {"precision", e.import_precision},
                         {"lineage", lineage_json(e.lineage)}});
     }
   }
@@ -300,9 +306,74 @@ std::string ModelRegistry::default_ref() const {
   return default_ref_;
 }
 
+std::string ModelRegistry::precision_for(const ModelEntry& e) const {
+  if (!e.import_precision.empty()) return e.import_precision;
+  return rule_precision(e);
+}
+
+std::string ModelRegistry::rule_precision(const ModelEntry& e) const {
+  for (const std::string& key : {e.ref(), e.name}) {
+    if (auto it = options_.model_precision.find(key); it != options_.model_precision.end()) return it->second;
+  }
+  return options_.precision;
+}
+
+void ModelRegistry::check_precision_rules() {
+  const c10::Device device = resolve_device(options_.device);
+  auto check = [&](const std::string& precision, const std::string& what) {
+    try {
+      check_inference_precision(parse_inference_precision(precision), device);
+    } catch (const Error& e) {
+      throw Error(e.code(), what + ": " + e.what());
+    }
+  };
+  check(options_.precision, "--precision");
+  for (const auto& [key, precision] : options_.model_precision) {
+    const std::string what = "--model-precision " + key + "=" + precision;
+    check(precision, what);
+    const std::string name = key.substr(0, key.rfind('@'));
+    auto it = models_.find(name);
+    bool found = it != models_.end();
+    if (found && key.find('@') != std::string::npos) {
+      found = false;
+      for (const auto& [v, slot] : it->second) found |= slot.entry.ref() == key;
+    }
+    if (!found) {
+      std::string known;
+      for (const auto& [n, v] : models_) known += (known.empty() ? "" : ", ") + n;
+      throw invalid_argument(what + ": no registered model is " + single_quoted(key) +
+                             (known.empty() ? "" : " (registered: " + known + ")"));
+    }
+  }
+  // Imported with a precision this device cannot run (models.json from
+  // another machine): served in the server's rule instead, said once.
+  for (auto& [name, versions] : models_) {
+    for (auto& [v, slot] : versions) {
+      ModelEntry& e = slot.entry;
+      if (e.precision == rule_precision(e)) continue;
+      try {
+        check_inference_precision(parse_inference_precision(e.precision), device);
+      } catch (const Error& ex) {
+        const std::string rule = rule_precision(e);
+        log_warning("model registry: %s was imported in %s, which this server cannot run (%s); serving it in %s",
+                    e.ref().c_str(), e.precision.c_str(), ex.what(), rule.c_str());
+        e.precision = rule;
+      }
+    }
+  }
+}
+
 ModelEntry ModelRegistry::import(const std::string& path_in, const std::string& name_in,
-                                 const std::string& model_config_path, bool make_default, const Lineage& lineage) {
+                                 const std::string& model_config_path, bool make_default, const Lineage& lineage,
+                                 const std::string& precision) {
   if (path_in.empty()) throw invalid_argument("import needs a checkpoint path");
+  if (!precision.empty()) {
+    try {
+      check_inference_precision(parse_inference_precision(precision), resolve_device(options_.device));
+    } catch (const Error& e) {
+      throw Error(e.code(), "import precision: " + std::string(e.what()));
+    }
+  }
   std::string path = path_in;
   if (char* real = realpath(path_in.c_str(), nullptr)) {  // a missing path is reported by describe()
     path = real;
@@ -314,6 +385,8 @@ ModelEntry ModelRegistry::import(const std::string& path_in, const std::string& 
   e.name = name;
   e.created_unix_ms = now_ms();
   e.lineage = lineage;
+  e.import_precision = precision;
+  e.precision = precision_for(e);
   std::lock_guard<std::mutex> lock(mu_);
   auto& versions = models_[name];
   e.version = versions.empty() ? 1 : versions.rbegin()->first + 1;
@@ -376,12 +449,17 @@ std::shared_ptr<LoadedModel> ModelRegistry::acquire(const std::string& ref) {
   loaded->model->to(resolve_device(options_.device));
   loaded->model->eval();
   for (const auto& p : loaded->model->parameters()) loaded->memory_bytes += p.numel() * p.element_size();
+  // int8: the linear layers packed once per load. The fp32 parameters stay
+  // (export reads them); those of a memory-mapped safetensors file are then
+  // clean file pages the kernel can drop, as the int8 forward never reads them.
+  if (entry.precision == "int8") loaded->memory_bytes += loaded->model->quantize_int8();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::lock_guard<std::mutex> lock(mu_);
   Slot& slot = find_slot(entry.ref());  // may have been removed meanwhile: then NOT_FOUND
   slot.loaded = loaded;
   slot.last_used = ++clock_;
-  log_info("model registry: loaded %s (%.1f MB) in %.2f s", entry.ref().c_str(), loaded->memory_bytes / 1e6, seconds);
+  log_info("model registry: loaded %s (%.1f MB, %s) in %.2f s", entry.ref().c_str(), loaded->memory_bytes / 1e6,
+           entry.precision.c_str(), seconds);
   evict_over_budget(entry.ref());
   if (options_.on_loaded) options_.on_loaded(entry, seconds);
   return loaded;

@@ -44,6 +44,11 @@ struct ModelEntry {
   int64_t created_unix_ms = 0;
   bool from_models_dir = false;
   Lineage lineage;
+  // How its forward passes run: "fp32", "bf16" or "int8" (the registry
+  // sets it: the import's choice, else the rule for its name, else the
+  // server's default). `import_precision` is the import's choice, if any.
+  std::string precision = "fp32";
+  std::string import_precision;
 
   std::string ref() const { return name + "@" + std::to_string(version); }
 };
@@ -60,6 +65,13 @@ struct ModelRegistryOptions {
   std::string default_model;  // "name" or "name@version"; empty: first registered
   int64_t memory_budget_bytes = int64_t{8} << 30;
   std::string device = "cpu";
+  // Forward-pass precision (core/runtime/inference_precision.h): every
+  // model's default, and rules by "name" or "name@version" (the more
+  // specific wins; a model imported with a precision keeps its own). A rule
+  // naming no registered model, or a precision the device cannot run, is an
+  // error at start.
+  std::string precision = "fp32";
+  std::map<std::string, std::string> model_precision;
   // Called after each load of weights (file to the serving device), with
   // its wall time: refineryd's load-time histogram. May be empty.
   std::function<void(const ModelEntry&, double seconds)> on_loaded;
@@ -77,8 +89,9 @@ class ModelRegistry {
 
   // Registers a checkpoint on the server's disk (its header is validated
   // now). An existing name gets a new version.
+  // `precision` empty: the server's rule for the name.
   ModelEntry import(const std::string& path, const std::string& name, const std::string& model_config_path,
-                    bool make_default, const Lineage& lineage = {});
+                    bool make_default, const Lineage& lineage = {}, const std::string& precision = "");
   void remove(const std::string& ref);
   // Keeps `report` as the model's latest of its suite (persisted; a
   // models-dir checkpoint's reports are kept by its path). NOT_FOUND when
@@ -114,6 +127,11 @@ class ModelRegistry {
   void load_persisted();
   void scan_models_dir();
   void evict_over_budget(const std::string& keep);  // caller holds mu_
+  std::string precision_for(const ModelEntry& e) const;   // the import's, else the rule's
+  std::string rule_precision(const ModelEntry& e) const;  // --model-precision for it, else --precision
+  void check_precision_rules();
+
+
 
   ModelRegistryOptions options_;
   mutable std::mutex mu_;

@@ -42,6 +42,7 @@ void fill_model_info(const ModelEntry& e, const ModelRegistry& registry, v1::Mod
   out->set_is_default(registry.default_ref() == e.ref());
   out->set_created_unix_ms(e.created_unix_ms);
   out->set_parameters(e.parameters);
+  out->set_precision(e.precision);
   if (!e.lineage.empty()) {
     auto* l = out->mutable_lineage();
     l->set_base_model(e.lineage.base_model);
@@ -79,7 +80,8 @@ grpc::Status ModelServiceImpl::ImportModel(grpc::ServerContext* context, const v
                               "safetensors (refinery-model convert), put it in --models-dir, or start the server "
                               "with --allow-pickle");
     }
-    const ModelEntry e = registry_.import(request->path(), request->name(), request->model_config_path(), request->make_default());
+    const ModelEntry e = registry_.import(request->path(), request->name(), request->model_config_path(),
+                                          request->make_default(), {}, request->precision());
     fill_model_info(e, registry_, response);
   });
 }

@@ -76,6 +76,7 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "max_wait_ms") batcher.max_wait_ms = v.get<double>();
       else if (key == "max_queue_items") batcher.max_queue_items = json_integer<int>(v, where);
       else if (key == "precision") batcher.precision = v.get<std::string>();
+      else if (key == "model_precision") batcher.model_precision = v.get<std::map<std::string, std::string>>();
       else throw invalid_argument(path + ": unknown key '" + it.key() + "'");
     } catch (const nlohmann::json::exception& e) {
       throw invalid_argument(path + ": key '" + it.key() + "' has the wrong type: " + without_quoted_input(e.what()));
@@ -99,8 +100,13 @@ void ServerConfig::validate() const {
   check(batcher.max_batch_images > 0 && batcher.max_batch_texts > 0, "--max-batch-images/--max-batch-texts must be positive");
   check(batcher.max_wait_ms >= 0 || batcher.max_wait_ms == -1, "--max-wait-ms must be >= 0 (or -1 for auto)");
   check(batcher.max_queue_items > 0, "--max-queue-items must be positive");
-  check(batcher.precision == "fp32" || batcher.precision == "bf16",
-        "--precision must be fp32 or bf16, got '" + batcher.precision + "'");
+  auto known_precision = [](const std::string& p) { return p == "fp32" || p == "bf16" || p == "int8"; };
+  check(known_precision(batcher.precision), "--precision must be fp32, bf16 or int8, got '" + batcher.precision + "'");
+  for (const auto& [model, precision] : batcher.model_precision) {
+    check(!model.empty(), "--model-precision needs NAME=PRECISION, got an empty name");
+    check(known_precision(precision),
+          "--model-precision " + model + "=" + precision + ": the precision must be fp32, bf16 or int8");
+  }
   check(max_queued_jobs > 0, "--max-queued-jobs must be positive");
   check(checkpoint_every > 0, "--checkpoint-every must be positive");
   check(max_step_events >= 10, "--max-step-events must be at least 10");
@@ -192,6 +198,7 @@ std::string ServerConfig::to_json() const {
                       {"max_wait_ms", batcher.max_wait_ms},
                       {"max_queue_items", batcher.max_queue_items},
                       {"precision", batcher.precision},
+                      {"model_precision", batcher.model_precision},
                       {"tls_cert", security.tls_cert},
                       {"tls_key", security.tls_key},
                       {"tls_client_ca", security.tls_client_ca},

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,14 @@ struct BatcherConfig {
   // ms, whatever the model. A lone caller never waits.
   double max_wait_ms = -1;
   int max_queue_items = 4096;    // queued items per (model, modality); beyond: RESOURCE_EXHAUSTED
-  // Every model's forward passes: fp32, or bf16 through autocast (refused at
-  // start on a CPU without native bf16; core/runtime/inference_precision.h).
+  // Every model's forward passes: fp32, bf16 through autocast, or int8
+  // (dynamically quantized linear layers, CPU only); refused at start where
+  // the device cannot run it (core/runtime/inference_precision.h).
   std::string precision = "fp32";
+  // Per model, by "name" or "name@version" (--model-precision NAME=PRECISION,
+  // repeatable; config file: "model_precision": {"NAME": "int8"}). A model
+  // imported with a precision keeps its own.
+  std::map<std::string, std::string> model_precision;
 };
 
 // Who may connect and what they may do (access_control.h). Without TLS and

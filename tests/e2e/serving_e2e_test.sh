@@ -323,4 +323,39 @@ else
   ok "bf16 refused on this CPU"
 fi
 
+echo "== --model-precision: one model in int8, the others as --precision says"
+stop_refineryd --wait $((GRACE_S + 5)) || fail "refineryd still running after SIGTERM"
+cp "$FIX/tiny.safetensors" "$WORK/models/small.safetensors"
+if grep -qw -e avx512_vnni -e avx_vnni -e amx_int8 /proc/cpuinfo; then
+  start_refineryd "${SERVER_ARGS[@]}" --model-precision small=int8
+  grep -q "per pass in fp32, small@1 in int8" "$WORK/server.log" || fail "start-up log lacks the model's precision"
+  cli models list | grep -E '^small@1 .* int8 ' > /dev/null || fail "models list lacks the precision: $(cli models list)"
+  cli models show small | grep -q "precision: *int8" || fail "models show: $(cli models show small)"
+  cli embed text --model small --texts "$FIX/texts.json" --output "$WORK/text8.safetensors" > /dev/null
+  r=$(st cosine "$WORK/text8.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.99 small@1) \
+    || fail "int8 text features: $r"
+  cli embed text --model tiny --texts "$FIX/texts.json" --output "$WORK/text32.safetensors" > /dev/null
+  r32=$(st cosine "$WORK/text32.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.99999 tiny@1) \
+    || fail "tiny is no longer fp32: $r32"
+  ! st equal "$WORK/text8.safetensors" embeddings "$WORK/text32.safetensors" embeddings 2> /dev/null \
+    || fail "small@1 served the same numbers as the fp32 model"
+  ok "int8 texts (small@1): $r; fp32 (tiny@1): $r32"
+  grep -q "loaded small@1 (.*, int8)" "$WORK/server.log" || fail "load log lacks int8: $(grep loaded "$WORK/server.log")"
+  cp "$FIX/tiny.safetensors" "$WORK/imported.safetensors"
+  cli models import "$WORK/imported.safetensors" --name small --precision fp32 | grep -q "as small@2 (fp32)" \
+    || fail "import --precision fp32"
+  cli models show small@2 | grep -q "precision: *fp32" || fail "small@2: $(cli models show small@2)"
+  ok "small@2 imported in fp32 beside small@1 in int8"
+  stop_refineryd --wait $((GRACE_S + 5)) || fail "refineryd still running after SIGTERM"
+else
+  ! "$SERVERD" "${SERVER_ARGS[@]}" --model-precision small=int8 > "$WORK/out.txt" 2>&1 || fail "int8 accepted without VNNI"
+  grep -q "VNNI" "$WORK/out.txt" || fail "int8 refusal: $(cat "$WORK/out.txt")"
+  ok "int8 refused on this CPU"
+fi
+! "$SERVERD" "${SERVER_ARGS[@]}" --model-precision smal=int8 > "$WORK/out.txt" 2>&1 || fail "a rule for no model was accepted"
+grep -q "no registered model is 'smal' (registered: small, tiny)" "$WORK/out.txt" || fail "typo refusal: $(cat "$WORK/out.txt")"
+! "$SERVERD" "${SERVER_ARGS[@]}" --model-precision small > "$WORK/out.txt" 2>&1 || fail "a rule without = was accepted"
+grep -q "expected NAME=PRECISION" "$WORK/out.txt" || fail "malformed rule: $(cat "$WORK/out.txt")"
+ok "precision rules naming no model, or malformed, stop the start naming them"
+
 echo "all serving end-to-end checks passed"

@@ -19,6 +19,7 @@
 #include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/runtime/autocast_guard.h"
+#include "core/runtime/inference_precision.h"
 #include "core/runtime/torch_runtime.h"
 #include "core/train/adamw.h"
 #include "core/train/refine_step.h"
@@ -112,19 +113,22 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
     const ClipConfig& cfg = model->config();
     out["checkpoint"] = p.checkpoint;
     out["architecture"] = cfg.name.empty() ? cfg.to_open_clip_json().dump() : cfg.name;
-    // --precision bf16 for a forward: autocast (fp32 weights, bf16 matmuls
-    // and convolutions), and how far its embeddings are from fp32's on the
-    // same inputs: the lowest cosine similarity over the batch.
+    // --precision for a forward: bf16 autocast (fp32 weights, bf16 matmuls
+    // and convolutions) or int8 (the linear layers quantized), and how far
+    // its embeddings are from fp32's on the same inputs: the lowest cosine
+    // similarity over the batch.
     const bool forward = p.modality == "image" || p.modality == "text";
-    if (forward && p.precision != "fp32" && p.precision != "bf16") {
-      throw invalid_argument("--precision must be fp32 or bf16 for --modality " + p.modality + ", got '" + p.precision + "'");
-    }
-    const bool bf16_forward = forward && p.precision == "bf16";
+    const InferencePrecision precision = forward ? parse_inference_precision(p.precision) : InferencePrecision::kFp32;
+    if (forward) check_inference_precision(precision, device);
+    const bool bf16_forward = precision == InferencePrecision::kBf16;
     auto timed_forward = [&](const std::function<at::Tensor()>& run) {
-      if (bf16_forward) {
+      if (precision != InferencePrecision::kFp32) {
         const auto reference = run();
         at::Tensor low;
-        {
+        if (precision == InferencePrecision::kInt8) {
+          model->quantize_int8();
+          low = run();
+        } else {
           AutocastGuard autocast(device.type(), true);
           low = run().to(torch::kFloat);
         }
@@ -132,7 +136,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
       }
       AutocastGuard autocast(device.type(), bf16_forward);
       timing = time_loop(p, device, [&] { run(); });
-      out["precision"] = p.precision;
+      out["precision"] = inference_precision_name(precision);
     };
     if (p.modality == "image") {
       const int s = cfg.vision.image_size;
@@ -264,7 +268,7 @@ void add_bench_command(CLI::App& app, Command& command) {
                         "--modality train: pairs per forward/backward pass (gradient caching; 0 = the whole batch)")
       ->capture_default_str();
   bench_cmd->add_option("--precision", bench.precision,
-                        "fp32 or bf16 (autocast; image and text also report the lowest cosine against fp32)")
+                        "image, text: fp32, bf16 (autocast) or int8 (dynamic quantization), with the lowest cosine against fp32; train: fp32 or bf16")
       ->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Items per forward pass")->capture_default_str();
   bench_cmd->add_option("--warmup", bench.warmup, "Untimed iterations first")->capture_default_str();

@@ -79,7 +79,7 @@ void add_embed_command(CLI::App& app, Command& command) {
   emb_cmd->add_option("--images", emb.images, "IMG...");
   emb_cmd->add_option("--output", emb.output, "Write `embeddings` [N, D] float32 to this .safetensors");
   emb_cmd->add_option("--batch", emb.batch, "Items per forward pass")->capture_default_str();
-  emb_cmd->add_option("--precision", emb.precision, "fp32 or bf16 (autocast: bf16 matmuls, fp32 weights)")
+  emb_cmd->add_option("--precision", emb.precision, "fp32, bf16 (autocast: bf16 matmuls, fp32 weights) or int8 (linear layers quantized dynamically; CPU)")
       ->capture_default_str();
   emb_cmd->add_flag("--normalize", emb.normalize, "L2-normalise the embeddings");
   emb_cmd->add_flag("--no-truncate", emb.no_truncate, "Reject over-long texts instead of truncating");

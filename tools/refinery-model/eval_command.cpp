@@ -167,7 +167,7 @@ void add_eval_command(CLI::App& app, Command& command) {
   cmd->add_flag("--json", p.json_output, "Print the report as one JSON object");
   cmd->add_option("--output", p.output, "Also write the report JSON to this file");
   cmd->add_option("--batch", p.batch, "Items per forward pass")->capture_default_str();
-  cmd->add_option("--precision", p.precision, "fp32 or bf16 (autocast: bf16 matmuls, fp32 weights)")
+  cmd->add_option("--precision", p.precision, "fp32, bf16 (autocast: bf16 matmuls, fp32 weights) or int8 (linear layers quantized dynamically; CPU)")
       ->capture_default_str();
   cmd->add_option("--decode-workers", p.decode_workers, "Image decode threads (0 = all cores)")->capture_default_str();
   add_common(cmd, command.common, true);

@@ -4,26 +4,22 @@
 #include <gtest/gtest.h>
 
 #include "core/base/error.h"
+#include "core/runtime/int8_linear.h"
 
 namespace refinery {
 namespace {
 
-TEST(InferencePrecisionTest, ParsesFp32AndBf16AndNamesWhatItRefuses) {
-  EXPECT_EQ(parse_inference_precision("fp32"), InferencePrecision::kFp32);
-  EXPECT_EQ(parse_inference_precision("bf16"), InferencePrecision::kBf16);
-  EXPECT_STREQ(inference_precision_name(InferencePrecision::kBf16), "bf16");
+TEST(InferencePrecisionTest, ParsesEachNameAndNamesWhatItRefuses) {
+  for (const std::string name : {"fp32", "bf16", "int8"}) {
+    EXPECT_EQ(inference_precision_name(parse_inference_precision(name)), name);
+  }
+  EXPECT_EQ(parse_inference_precision("int8"), InferencePrecision::kInt8);
   try {
     parse_inference_precision("fp16");
     FAIL() << "fp16 accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("'fp16'"), std::string::npos) << e.what();
-  }
-  try {
-    parse_inference_precision("int8");
-    FAIL() << "int8 accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kUnimplemented);
   }
 }
 
@@ -46,6 +42,33 @@ TEST(InferencePrecisionTest, Bf16NeedsNativeBf16OnACpu) {
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
       EXPECT_NE(std::string(e.what()).find("AVX512-BF16"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(InferencePrecisionTest, Int8NeedsACpuWithInt8DotProductsAndAQuantizedEngine) {
+  EXPECT_TRUE(cpu_flags_have_int8_dot_products("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni"));
+  EXPECT_TRUE(cpu_flags_have_int8_dot_products("flags\t\t: fpu avx2 avx_vnni"));        // Alder Lake
+  EXPECT_TRUE(cpu_flags_have_int8_dot_products("flags\t\t: fpu avx512f amx_tile amx_int8"));
+  EXPECT_FALSE(cpu_flags_have_int8_dot_products("flags\t\t: fpu sse2 avx avx2 fma"));
+  EXPECT_FALSE(cpu_flags_have_int8_dot_products("flags\t\t: avx512_vnnix"));
+  // Never on a GPU, whatever the CPU.
+  try {
+    check_inference_precision(InferencePrecision::kInt8, c10::Device(c10::DeviceType::CUDA, 0));
+    FAIL() << "int8 accepted on cuda";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
+    EXPECT_NE(std::string(e.what()).find("CPUs only"), std::string::npos) << e.what();
+  }
+  const c10::Device cpu(c10::DeviceType::CPU);
+  if (cpu_has_int8_dot_products() && !int8_quantized_engine().empty()) {
+    EXPECT_NO_THROW(check_inference_precision(InferencePrecision::kInt8, cpu));
+  } else {
+    try {
+      check_inference_precision(InferencePrecision::kInt8, cpu);
+      FAIL() << "int8 accepted without VNNI or a quantized engine";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
     }
   }
 }

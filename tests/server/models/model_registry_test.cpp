@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "core/base/error.h"
+#include "core/runtime/inference_precision.h"
 #include "support/fixture.h"
 
 namespace refinery {
@@ -145,6 +146,90 @@ TEST(ModelRegistry, ABrokenFileInTheModelsDirIsSkippedNotFatal) {
   ModelRegistry r(options(dir));
   ASSERT_EQ(r.list().size(), 1u);
   EXPECT_EQ(r.list()[0].name, "tiny");
+}
+
+// Whether this machine can serve int8 (VNNI and a quantized engine); the
+// precision tests check the refusal instead where it cannot.
+bool int8_runs_here() {
+  try {
+    check_inference_precision(InferencePrecision::kInt8, c10::Device(c10::DeviceType::CPU));
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+TEST(ModelRegistry, EachModelServesInItsOwnPrecision) {
+  if (!int8_runs_here()) GTEST_SKIP() << "this CPU cannot run int8";
+  TempDir dir;
+  copy_fixture(dir, "plain.safetensors");
+  copy_fixture(dir, "fast.safetensors");
+  const std::string extra = dir / "elsewhere.safetensors";
+  testing::write_file(extra, testing::read_file(testing::fixture("tiny.safetensors")));
+  {
+    ModelRegistry r(options(dir));
+    EXPECT_EQ(r.import(extra, "copy", "", false).precision, "fp32");  // the server's default
+    EXPECT_EQ(r.import(extra, "pinned", "", false, {}, "fp32").precision, "fp32");
+  }
+  auto o = options(dir);
+  o.model_precision = {{"fast", "int8"}, {"copy@1", "int8"}, {"pinned", "int8"}};
+  {
+    ModelRegistry r(o);
+    EXPECT_EQ(r.resolve("plain").precision, "fp32");   // no rule
+    EXPECT_EQ(r.resolve("fast").precision, "int8");    // by name
+    EXPECT_EQ(r.resolve("copy").precision, "int8");    // by name@version
+    EXPECT_EQ(r.resolve("pinned").precision, "fp32");  // an import's own precision beats every rule
+    auto fp32 = r.acquire("plain");
+    auto int8 = r.acquire("fast");
+    EXPECT_FALSE(fp32->model->quantized_int8());
+    EXPECT_TRUE(int8->model->quantized_int8());
+    // The packed int8 layers are counted against the memory budget.
+    EXPECT_GT(int8->memory_bytes, fp32->memory_bytes);
+    torch::InferenceMode guard;
+    // <|startoftext|> [a] <|endoftext|>, padded with zeros.
+    auto tokens = torch::zeros({2, 77}, torch::kInt);
+    tokens.index_put_({torch::indexing::Slice(), 0}, 49406);
+    tokens.index_put_({torch::indexing::Slice(), 3}, 49407);
+    tokens.index_put_({1, 1}, 320);
+    const auto a = fp32->model->encode_text(tokens), b = int8->model->encode_text(tokens);
+    EXPECT_GT((a - b).abs().max().item<double>(), 1e-5) << "served fast in fp32";
+    EXPECT_GT(torch::cosine_similarity(a, b, 1).min().item<double>(), 0.99);
+  }
+  // Restarted without the rules, then with int8 for all: the import's own
+  // choice stays.
+  ModelRegistry again(options(dir));
+  EXPECT_EQ(again.resolve("fast").precision, "fp32");
+  EXPECT_EQ(again.resolve("copy").precision, "fp32");
+  auto o2 = options(dir);
+  o2.precision = "int8";
+  ModelRegistry all_int8(o2);
+  EXPECT_EQ(all_int8.resolve("pinned").precision, "fp32");
+  EXPECT_EQ(all_int8.resolve("copy").precision, "int8");
+  EXPECT_EQ(all_int8.resolve("plain").precision, "int8");
+}
+
+TEST(ModelRegistry, PrecisionRulesNamingNoModelOrAnUnknownPrecisionAreRefused) {
+  TempDir dir;
+  copy_fixture(dir, "tiny.safetensors");
+  auto o = options(dir);
+  o.model_precision = {{"tiny", "fp32"}, {"tinny", "fp32"}};
+  const std::string typo = error_of([&] { ModelRegistry r(o); });
+  EXPECT_NE(typo.find("--model-precision tinny=fp32"), std::string::npos) << typo;
+  EXPECT_NE(typo.find("registered: tiny"), std::string::npos) << typo;
+  o.model_precision = {{"tiny@2", "fp32"}};
+  EXPECT_NE(error_of([&] { ModelRegistry r(o); }).find("'tiny@2'"), std::string::npos);
+  o.model_precision = {{"tiny", "fp16"}};
+  EXPECT_NE(error_of([&] { ModelRegistry r(o); }).find("'fp16'"), std::string::npos);
+  o.model_precision.clear();
+  ModelRegistry r(o);
+  const std::string bad = error_of([&] { r.import(testing::fixture("tiny.safetensors"), "x", "", false, {}, "int4"); });
+  EXPECT_NE(bad.find("import precision"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("'int4'"), std::string::npos) << bad;
+  if (!int8_runs_here()) {
+    EXPECT_NE(error_of([&] { r.import(testing::fixture("tiny.safetensors"), "x", "", false, {}, "int8"); }),
+              "(no error)");
+  }
+  EXPECT_EQ(r.list().size(), 1u);  // nothing half-registered
 }
 
 }  // namespace

@@ -32,14 +32,22 @@ TEST(ServerConfig, LoopbackAddressesAreRecognised) {
   }
 }
 
-TEST(ServerConfig, PrecisionIsFp32OrBf16) {
+TEST(ServerConfig, PrecisionIsFp32Bf16OrInt8ForAllModelsOrByName) {
   ServerConfig c;
   EXPECT_EQ(c.batcher.precision, "fp32");
   c.batcher.precision = "bf16";
   EXPECT_EQ(refusal(c), "");
   EXPECT_NE(c.to_json().find("\"precision\":\"bf16\""), std::string::npos) << c.to_json();
   c.batcher.precision = "fp16";
-  EXPECT_NE(refusal(c).find("--precision must be fp32 or bf16, got 'fp16'"), std::string::npos) << refusal(c);
+  EXPECT_NE(refusal(c).find("--precision must be fp32, bf16 or int8, got 'fp16'"), std::string::npos) << refusal(c);
+  c.batcher.precision = "int8";
+  c.batcher.model_precision = {{"vit-b-32", "fp32"}, {"small@2", "int8"}};
+  EXPECT_EQ(refusal(c), "");
+  EXPECT_NE(c.to_json().find("\"model_precision\":{\"small@2\":\"int8\",\"vit-b-32\":\"fp32\"}"), std::string::npos)
+      << c.to_json();
+  c.batcher.model_precision["small"] = "int4";
+  EXPECT_NE(refusal(c).find("--model-precision small=int4: the precision must be fp32, bf16 or int8"), std::string::npos)
+      << refusal(c);
 }
 
 TEST(ServerConfig, ARemoteListenerNeedsAuthenticationAndTls) {
@@ -121,6 +129,31 @@ TEST(ServerConfig, NumbersOutOfRangeInTheFileAreNamed) {
                 std::string::npos)
           << e.what();
     }
+  }
+  std::remove(path);
+}
+
+TEST(ServerConfig, ModelPrecisionInTheFileIsAnObjectOfNames) {
+  char path[] = "/tmp/refineryd-config-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  auto load = [&](const std::string& text) {
+    FILE* f = std::fopen(path, "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    ServerConfig c;
+    c.load_file(path);
+    return c;
+  };
+  const ServerConfig c = load(R"({"precision": "bf16", "model_precision": {"small": "int8", "big@3": "fp32"}})");
+  EXPECT_EQ(c.batcher.precision, "bf16");
+  EXPECT_EQ(c.batcher.model_precision, (std::map<std::string, std::string>{{"small", "int8"}, {"big@3", "fp32"}}));
+  try {
+    load(R"({"model_precision": "int8"})");
+    ADD_FAILURE() << "a string was taken for the rules";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("key 'model_precision' has the wrong type"), std::string::npos) << e.what();
   }
   std::remove(path);
 }

@@ -38,9 +38,25 @@ else
     || fail "bf16 accepted on a CPU without native bf16"
   grep -q "AVX512-BF16" "$WORK/err.txt" || fail "bf16 refusal does not say why: $(cat "$WORK/err.txt")"
 fi
-! "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision int8 --texts "$FIX/texts.json" 2> "$WORK/err.txt" \
-  || fail "int8 accepted"
-grep -q "precision 'int8'" "$WORK/err.txt" || fail "int8 refusal: $(cat "$WORK/err.txt")"
+echo "== embed in int8 (dynamic quantization): close to the reference, or refused on a CPU without VNNI"
+if grep -qw -e avx512_vnni -e avx_vnni -e amx_int8 /proc/cpuinfo; then
+  "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision int8 --texts "$FIX/texts.json" --output "$WORK/text8.safetensors"
+  r=$(st cosine "$WORK/text8.safetensors" embeddings "$FIX/reference.safetensors" text_features 0.995) || fail "int8 text features: $r"
+  "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision int8 --images "${IMAGES[@]}" --output "$WORK/image8.safetensors"
+  r2=$(st cosine "$WORK/image8.safetensors" embeddings "$FIX/reference.safetensors" image_features 0.999) || fail "int8 image features: $r2"
+  ! st equal "$WORK/text8.safetensors" embeddings "$WORK/text.safetensors" embeddings 2> /dev/null || fail "int8 gave the fp32 numbers"
+  echo "ok: int8 texts $r; images $r2"
+  "$TOOL" bench -q --checkpoint "$FIX/tiny.safetensors" --modality text --batch 4 --iterations 3 --precision int8 --json > "$WORK/b8.json"
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['precision']=='int8' and 0.99 < j['min_cosine_vs_fp32'] <= 1, j" \
+    "$WORK/b8.json" || fail "bench --precision int8: $(cat "$WORK/b8.json")"
+else
+  ! "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision int8 --texts "$FIX/texts.json" 2> "$WORK/err.txt" \
+    || fail "int8 accepted on a CPU without VNNI"
+  grep -q "VNNI" "$WORK/err.txt" || fail "int8 refusal does not say why: $(cat "$WORK/err.txt")"
+fi
+! "$TOOL" embed -q --checkpoint "$FIX/tiny.safetensors" --precision int4 --texts "$FIX/texts.json" 2> "$WORK/err.txt" \
+  || fail "int4 accepted"
+grep -q "unknown precision 'int4' (fp32, bf16 or int8)" "$WORK/err.txt" || fail "int4 refusal: $(cat "$WORK/err.txt")"
 echo "== progress bar: drawn on a terminal, absent when piped or with -q"
 # `script` runs the tool on a real pseudo-terminal and keeps what it drew.
 if command -v script > /dev/null; then

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from refinery_client.proto.refinery.v1 import eval_pb2 as refinery_dot_v1_dot_eval__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17refinery/v1/model.proto\x12\x0brefinery.v1\x1a\x16refinery/v1/eval.proto\"\xb6\x02\n\x0c\x41rchitecture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tembed_dim\x18\x02 \x01(\x05\x12\x12\n\nimage_size\x18\x03 \x01(\x05\x12\x12\n\npatch_size\x18\x04 \x01(\x05\x12\x14\n\x0cvision_width\x18\x05 \x01(\x05\x12\x15\n\rvision_layers\x18\x06 \x01(\x05\x12\x14\n\x0cvision_heads\x18\x07 \x01(\x05\x12\x12\n\ntext_width\x18\x08 \x01(\x05\x12\x13\n\x0btext_layers\x18\t \x01(\x05\x12\x12\n\ntext_heads\x18\n \x01(\x05\x12\x16\n\x0e\x63ontext_length\x18\x0b \x01(\x05\x12\x12\n\nvocab_size\x18\x0c \x01(\x05\x12\x12\n\nquick_gelu\x18\r \x01(\x08\x12\x1d\n\x15open_clip_config_json\x18\x0e \x01(\t\"\x8c\x03\n\x07Lineage\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x42\n\x0fhyperparameters\x18\x05 \x03(\x0b\x32).refinery.v1.Lineage.HyperparametersEntry\x12\x32\n\x07metrics\x18\x06 \x03(\x0b\x32!.refinery.v1.Lineage.MetricsEntry\x12,\n\x0b\x65valuations\x18\x07 \x03(\x0b\x32\x17.refinery.v1.EvalReport\x12\x31\n\x10\x62\x61se_evaluations\x18\x08 \x03(\x0b\x32\x17.refinery.v1.EvalReport\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x94\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0b\n\x03ref\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12/\n\x0c\x61rchitecture\x18\x06 \x01(\x0b\x32\x19.refinery.v1.Architecture\x12\x0e\n\x06loaded\x18\x07 \x01(\x08\x12\x14\n\x0cmemory_bytes\x18\x08 \x01(\x03\x12\x12\n\nis_default\x18\t \x01(\x08\x12%\n\x07lineage\x18\n \x01(\x0b\x32\x14.refinery.v1.Lineage\x12\x17\n\x0f\x63reated_unix_ms\x18\x0b \x01(\x03\x12\x12\n\nparameters\x18\x0c \x01(\x03\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.refinery.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"a\n\x12ImportModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11model_config_path\x18\x03 \x01(\t\x12\x14\n\x0cmake_default\x18\x04 \x01(\x08\"T\n\x12\x45xportModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x11\n\tprecision\x18\x04 \x01(\t\"2\n\x13\x45xportModelResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse2\x8b\x03\n\x0cModelService\x12M\n\nListModels\x12\x1e.refinery.v1.ListModelsRequest\x1a\x1f.refinery.v1.ListModelsResponse\x12@\n\x08GetModel\x12\x1c.refinery.v1.GetModelRequest\x1a\x16.refinery.v1.ModelInfo\x12\x46\n\x0bImportModel\x12\x1f.refinery.v1.ImportModelRequest\x1a\x16.refinery.v1.ModelInfo\x12P\n\x0b\x45xportModel\x12\x1f.refinery.v1.ExportModelRequest\x1a .refinery.v1.ExportModelResponse\x12P\n\x0b\x44\x65leteModel\x12\x1f.refinery.v1.DeleteModelRequest\x1a .refinery.v1.DeleteModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17refinery/v1/model.proto\x12\x0brefinery.v1\x1a\x16refinery/v1/eval.proto\"\xb6\x02\n\x0c\x41rchitecture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tembed_dim\x18\x02 \x01(\x05\x12\x12\n\nimage_size\x18\x03 \x01(\x05\x12\x12\n\npatch_size\x18\x04 \x01(\x05\x12\x14\n\x0cvision_width\x18\x05 \x01(\x05\x12\x15\n\rvision_layers\x18\x06 \x01(\x05\x12\x14\n\x0cvision_heads\x18\x07 \x01(\x05\x12\x12\n\ntext_width\x18\x08 \x01(\x05\x12\x13\n\x0btext_layers\x18\t \x01(\x05\x12\x12\n\ntext_heads\x18\n \x01(\x05\x12\x16\n\x0e\x63ontext_length\x18\x0b \x01(\x05\x12\x12\n\nvocab_size\x18\x0c \x01(\x05\x12\x12\n\nquick_gelu\x18\r \x01(\x08\x12\x1d\n\x15open_clip_config_json\x18\x0e \x01(\t\"\x8c\x03\n\x07Lineage\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x42\n\x0fhyperparameters\x18\x05 \x03(\x0b\x32).refinery.v1.Lineage.HyperparametersEntry\x12\x32\n\x07metrics\x18\x06 \x03(\x0b\x32!.refinery.v1.Lineage.MetricsEntry\x12,\n\x0b\x65valuations\x18\x07 \x03(\x0b\x32\x17.refinery.v1.EvalReport\x12\x31\n\x10\x62\x61se_evaluations\x18\x08 \x03(\x0b\x32\x17.refinery.v1.EvalReport\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa7\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0b\n\x03ref\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12/\n\x0c\x61rchitecture\x18\x06 \x01(\x0b\x32\x19.refinery.v1.Architecture\x12\x0e\n\x06loaded\x18\x07 \x01(\x08\x12\x14\n\x0cmemory_bytes\x18\x08 \x01(\x03\x12\x12\n\nis_default\x18\t \x01(\x08\x12%\n\x07lineage\x18\n \x01(\x0b\x32\x14.refinery.v1.Lineage\x12\x17\n\x0f\x63reated_unix_ms\x18\x0b \x01(\x03\x12\x12\n\nparameters\x18\x0c \x01(\x03\x12\x11\n\tprecision\x18\r \x01(\t\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.refinery.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"t\n\x12ImportModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11model_config_path\x18\x03 \x01(\t\x12\x14\n\x0cmake_default\x18\x04 \x01(\x08\x12\x11\n\tprecision\x18\x05 \x01(\t\"T\n\x12\x45xportModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x11\n\tprecision\x18\x04 \x01(\t\"2\n\x13\x45xportModelResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse2\x8b\x03\n\x0cModelService\x12M\n\nListModels\x12\x1e.refinery.v1.ListModelsRequest\x1a\x1f.refinery.v1.ListModelsResponse\x12@\n\x08GetModel\x12\x1c.refinery.v1.GetModelRequest\x1a\x16.refinery.v1.ModelInfo\x12\x46\n\x0bImportModel\x12\x1f.refinery.v1.ImportModelRequest\x1a\x16.refinery.v1.ModelInfo\x12P\n\x0b\x45xportModel\x12\x1f.refinery.v1.ExportModelRequest\x1a .refinery.v1.ExportModelResponse\x12P\n\x0b\x44\x65leteModel\x12\x1f.refinery.v1.DeleteModelRequest\x1a .refinery.v1.DeleteModelResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'refinery.v1.model_pb2', globals())
@@ -34,23 +34,23 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _LINEAGE_METRICSENTRY._serialized_start=728
   _LINEAGE_METRICSENTRY._serialized_end=774
   _MODELINFO._serialized_start=777
-  _MODELINFO._serialized_end=1053
-  _LISTMODELSREQUEST._serialized_start=1055
-  _LISTMODELSREQUEST._serialized_end=1074
-  _LISTMODELSRESPONSE._serialized_start=1076
-  _LISTMODELSRESPONSE._serialized_end=1136
-  _GETMODELREQUEST._serialized_start=1138
-  _GETMODELREQUEST._serialized_end=1170
-  _IMPORTMODELREQUEST._serialized_start=1172
-  _IMPORTMODELREQUEST._serialized_end=1269
-  _EXPORTMODELREQUEST._serialized_start=1271
-  _EXPORTMODELREQUEST._serialized_end=1355
-  _EXPORTMODELRESPONSE._serialized_start=1357
-  _EXPORTMODELRESPONSE._serialized_end=1407
-  _DELETEMODELREQUEST._serialized_start=1409
-  _DELETEMODELREQUEST._serialized_end=1444
-  _DELETEMODELRESPONSE._serialized_start=1446
-  _DELETEMODELRESPONSE._serialized_end=1467
-  _MODELSERVICE._serialized_start=1470
-  _MODELSERVICE._serialized_end=1865
+  _MODELINFO._serialized_end=1072
+  _LISTMODELSREQUEST._serialized_start=1074
+  _LISTMODELSREQUEST._serialized_end=1093
+  _LISTMODELSRESPONSE._serialized_start=1095
+  _LISTMODELSRESPONSE._serialized_end=1155
+  _GETMODELREQUEST._serialized_start=1157
+  _GETMODELREQUEST._serialized_end=1189
+  _IMPORTMODELREQUEST._serialized_start=1191
+  _IMPORTMODELREQUEST._serialized_end=1307
+  _EXPORTMODELREQUEST._serialized_start=1309
+  _EXPORTMODELREQUEST._serialized_end=1393
+  _EXPORTMODELRESPONSE._serialized_start=1395
+  _EXPORTMODELRESPONSE._serialized_end=1445
+  _DELETEMODELREQUEST._serialized_start=1447
+  _DELETEMODELREQUEST._serialized_end=1482
+  _DELETEMODELRESPONSE._serialized_start=1484
+  _DELETEMODELRESPONSE._serialized_end=1505
+  _MODELSERVICE._serialized_start=1508
+  _MODELSERVICE._serialized_end=1903
 # @@protoc_insertion_point(module_scope)
