@@ -162,6 +162,9 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-rpc-threads", cfg.max_rpc_threads,
                  "Calls in flight at once (each holds a thread); beyond: RESOURCE_EXHAUSTED")
       ->capture_default_str();
+  app.add_option("--idle-rpc-threads", cfg.idle_rpc_threads,
+                 "Handler threads kept waiting for calls between bursts (more in flight start threads that end after)")
+      ->capture_default_str();
   app.add_option("--max-streams-per-connection", cfg.max_streams_per_connection, "Concurrent calls on one connection")
       ->capture_default_str();
   app.add_option("--keepalive-s", cfg.keepalive_s, "Ping idle connections this often to find dead peers")
@@ -346,6 +349,7 @@ int run(int argc, char** argv) {
   grpc::ResourceQuota quota("refineryd");
   quota.SetMaxThreads(cfg.max_rpc_threads);
   builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, cfg.idle_rpc_threads);
   const auto ms = [](double s) { return static_cast<int>(std::min(s * 1000.0, 2e9)); };
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, cfg.max_streams_per_connection);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(cfg.keepalive_s));

@@ -58,6 +58,7 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "max_image_pixels") max_image_pixels = json_integer<int64_t>(v, where);
       else if (key == "max_index_items") max_index_items = json_integer<int64_t>(v, where);
       else if (key == "max_rpc_threads") max_rpc_threads = json_integer<int>(v, where);
+      else if (key == "idle_rpc_threads") idle_rpc_threads = json_integer<int>(v, where);
       else if (key == "max_streams_per_connection") max_streams_per_connection = json_integer<int>(v, where);
       else if (key == "keepalive_s") keepalive_s = v.get<double>();
       else if (key == "max_connection_idle_s") max_connection_idle_s = v.get<double>();
@@ -113,6 +114,8 @@ void ServerConfig::validate() const {
   check(max_image_pixels > 0, "--max-image-pixels must be positive");
   check(max_index_items > 0, "--max-index-items must be positive");
   check(max_rpc_threads >= 4, "--max-rpc-threads must be at least 4");
+  check(idle_rpc_threads >= 1 && idle_rpc_threads <= max_rpc_threads,
+        "--idle-rpc-threads must be between 1 and --max-rpc-threads");
   check(max_streams_per_connection > 0, "--max-streams-per-connection must be positive");
   check(keepalive_s >= 1, "--keepalive-s must be at least 1");
   check(max_connection_idle_s >= 0 && max_connection_age_s >= 0,
@@ -189,6 +192,7 @@ std::string ServerConfig::to_json() const {
                       {"max_image_pixels", max_image_pixels},
                       {"max_index_items", max_index_items},
                       {"max_rpc_threads", max_rpc_threads},
+                      {"idle_rpc_threads", idle_rpc_threads},
                       {"max_streams_per_connection", max_streams_per_connection},
                       {"keepalive_s", keepalive_s},
                       {"max_connection_idle_s", max_connection_idle_s},

@@ -50,6 +50,17 @@ TEST(ServerConfig, PrecisionIsFp32Bf16OrInt8ForAllModelsOrByName) {
       << refusal(c);
 }
 
+TEST(ServerConfig, IdleRpcThreadsFitUnderTheMaximum) {
+  ServerConfig c;
+  EXPECT_EQ(c.idle_rpc_threads, 64);
+  c.idle_rpc_threads = 0;
+  EXPECT_NE(refusal(c).find("--idle-rpc-threads must be between 1 and --max-rpc-threads"), std::string::npos);
+  c.idle_rpc_threads = 600;  // over --max-rpc-threads 512
+  EXPECT_NE(refusal(c).find("--idle-rpc-threads"), std::string::npos);
+  c.idle_rpc_threads = 512;
+  EXPECT_EQ(refusal(c), "");
+}
+
 TEST(ServerConfig, ARemoteListenerNeedsAuthenticationAndTls) {
   ServerConfig c;
   EXPECT_EQ(refusal(c), "");  // loopback, no security: the default
