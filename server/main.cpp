@@ -295,6 +295,7 @@ int run(int argc, char** argv) {
   auto& disk_size = metrics_registry.gauge("refinery_data_disk_size_bytes", "Size of the file system of --data-dir");
   metrics_registry.add_collector([&] {
     queue_items.set(engine.queue_depths());
+    embedding_metrics.keep_wait_budgets(engine.lanes());
     registered.with().Set(static_cast<double>(models.list().size()));
     const auto in_memory = models.loaded_models();
     loaded.with().Set(static_cast<double>(in_memory.size()));

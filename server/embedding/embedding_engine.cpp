@@ -94,6 +94,14 @@ std::map<std::string, int> EmbeddingEngine::queue_depths() {
   return out;
 }
 
+std::set<std::pair<std::string, std::string>> EmbeddingEngine::lanes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  reclaim_locked();
+  std::set<std::pair<std::string, std::string>> out;
+  for (const auto& [key, lane] : lanes_) out.insert({key.first, modality_name(key.second)});
+  return out;
+}
+
 EmbedOutput EmbeddingEngine::run(const ModelEntry& entry, Modality modality, at::Tensor inputs,
                                  const CallControl& control, double preprocess_ms) {
   std::future<BatchResult> future;

@@ -12,6 +12,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <map>
+#include <set>
+#include <utility>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +66,9 @@ class EmbeddingEngine {
 
   // "name@version/text" -> queued items, one per live lane.
   std::map<std::string, int> queue_depths();
+  // The (model ref, modality name) of every batcher, after reclaiming those
+  // of models unloaded or removed.
+  std::set<std::pair<std::string, std::string>> lanes();
   void shutdown();  // drains the batchers
 
  private:

@@ -28,7 +28,22 @@ void EmbeddingMetrics::record_batch(const BatchStats& s) {
   batch_size_.with({m}).Observe(s.items);
   batches_.with({m}).Increment();
   items_.with({m}).Increment(s.items);
-  if (s.model_ref != nullptr) wait_budget_.with({*s.model_ref, m}).Set(s.wait_budget_ms / 1e3);
+  if (s.model_ref == nullptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  wait_budget_.with({*s.model_ref, m}).Set(s.wait_budget_ms / 1e3);
+  wait_budget_shown_.insert({*s.model_ref, m});
+}
+
+void EmbeddingMetrics::keep_wait_budgets(const std::set<std::pair<std::string, std::string>>& live) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = wait_budget_shown_.begin(); it != wait_budget_shown_.end();) {
+    if (live.count(*it)) {
+      ++it;
+    } else {
+      wait_budget_.remove({it->first, it->second});
+      it = wait_budget_shown_.erase(it);
+    }
+  }
 }
 
 }  // namespace refinery

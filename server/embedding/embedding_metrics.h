@@ -3,6 +3,11 @@
 // batches and items embedded, by modality.
 #pragma once
 
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+
 #include "server/embedding/embedding_batcher.h"
 #include "server/metrics/metrics_registry.h"
 
@@ -16,6 +21,9 @@ class EmbeddingMetrics {
 
   void record_timing(const CallTiming& timing);
   void record_batch(const BatchStats& stats);
+  // Drops the wait-budget series of (model, modality) lanes not in `live`
+  // (an unloaded or removed model's): called at each scrape.
+  void keep_wait_budgets(const std::set<std::pair<std::string, std::string>>& live);
 
  private:
   HistogramFamily& stage_seconds_;
@@ -23,6 +31,8 @@ class EmbeddingMetrics {
   CounterFamily& batches_;
   CounterFamily& items_;
   GaugeFamily& wait_budget_;
+  std::mutex mu_;
+  std::set<std::pair<std::string, std::string>> wait_budget_shown_;  // (model, modality)
 };
 
 }  // namespace refinery

@@ -346,6 +346,14 @@ if grep -qw -e avx512_vnni -e avx_vnni -e amx_int8 /proc/cpuinfo; then
     || fail "import --precision fp32"
   cli models show small@2 | grep -q "precision: *fp32" || fail "small@2: $(cli models show small@2)"
   ok "small@2 imported in fp32 beside small@1 in int8"
+  budget() { python3 -c "
+import sys, urllib.request
+text = urllib.request.urlopen('http://127.0.0.1:$MPORT/metrics', timeout=10).read().decode()
+print(sum(l.startswith('refinery_batch_wait_budget_seconds{modality=\"text\",model=\"small@1\"}') for l in text.splitlines()))"; }
+  [[ $(budget) == 1 ]] || fail "no wait budget for small@1"
+  cli models delete small@1 > /dev/null
+  [[ $(budget) == 0 ]] || fail "a deleted model's wait budget is still exported"
+  ok "a deleted model's wait-budget series leaves /metrics"
   stop_refineryd --wait $((GRACE_S + 5)) || fail "refineryd still running after SIGTERM"
 else
   ! "$SERVERD" "${SERVER_ARGS[@]}" --model-precision small=int8 > "$WORK/out.txt" 2>&1 || fail "int8 accepted without VNNI"
