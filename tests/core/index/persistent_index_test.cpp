@@ -8,14 +8,12 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -23,6 +21,7 @@
 #include "core/index/index_log.h"
 #include "support/errors.h"
 #include "support/fixture.h"
+#include "support/index_data.h"
 
 namespace refinery {
 namespace {
@@ -31,19 +30,8 @@ namespace fs = std::filesystem;
 using refinery::testing::expect_error;
 using refinery::testing::TempDir;
 
-std::vector<float> random_vectors(size_t n, int dim, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> x(n * dim);
-  for (float& v : x) v = normal(rng);
-  return x;
-}
-
-std::vector<std::string> make_ids(size_t n, const std::string& prefix) {
-  std::vector<std::string> ids(n);
-  for (size_t i = 0; i < n; ++i) ids[i] = prefix + std::to_string(i);
-  return ids;
-}
+using testing::make_ids;
+using testing::random_vectors;
 
 std::vector<std::string> log_files(const std::string& dir) {
   std::vector<std::string> out;
@@ -224,25 +212,20 @@ TEST(PersistentIndexTest, AFullDiskRefusesTheChangeAndKeepsTheRest) {
   auto index = PersistentIndex::open(dir);
   index->add(make_ids(200, "old-"), data.data(), 200);  // 6.4 KB of vectors, logged
 
-  rlimit saved{};
-  getrlimit(RLIMIT_FSIZE, &saved);
-  auto old_handler = signal(SIGXFSZ, SIG_IGN);
-  rlimit small = saved;
-  small.rlim_cur = 4096;  // writes past 4 KiB now fail with EFBIG, even for root
-  setrlimit(RLIMIT_FSIZE, &small);
   std::string add_error, checkpoint_error;
-  try {
-    index->add({"new-0"}, &data[200 * dim], 1);
-  } catch (const Error& e) {
-    add_error = e.what();
+  {
+    const testing::FileSizeLimit full_disk(4096);  // writes past 4 KiB now fail
+    try {
+      index->add({"new-0"}, &data[200 * dim], 1);
+    } catch (const Error& e) {
+      add_error = e.what();
+    }
+    try {
+      index->checkpoint();  // the snapshot's vectors.f32 does not fit either
+    } catch (const Error& e) {
+      checkpoint_error = e.what();
+    }
   }
-  try {
-    index->checkpoint();  // the snapshot's vectors.f32 does not fit either
-  } catch (const Error& e) {
-    checkpoint_error = e.what();
-  }
-  setrlimit(RLIMIT_FSIZE, &saved);
-  signal(SIGXFSZ, old_handler);
   EXPECT_NE(add_error.find(".log"), std::string::npos) << add_error;
   EXPECT_NE(checkpoint_error.find("vectors.f32"), std::string::npos) << checkpoint_error;
 

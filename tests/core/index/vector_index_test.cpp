@@ -17,6 +17,7 @@
 
 #include "core/base/error.h"
 #include "support/fixture.h"
+#include "support/index_data.h"
 #include "support/errors.h"
 
 namespace refinery {
@@ -27,15 +28,7 @@ using refinery::testing::TempDir;
 
 // Gaussian vectors with random lengths (the index must normalise them).
 std::vector<float> random_vectors(size_t n, int dim, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  std::uniform_real_distribution<float> scale(0.5f, 3.0f);
-  std::vector<float> x(n * dim);
-  for (size_t i = 0; i < n; ++i) {
-    const float s = scale(rng);
-    for (int j = 0; j < dim; ++j) x[i * dim + j] = s * normal(rng);
-  }
-  return x;
+  return testing::random_vectors(n, dim, seed, /*random_lengths=*/true);
 }
 
 // Points around random centres: embeddings cluster like this, and it is the
@@ -56,11 +49,7 @@ std::vector<float> clustered_vectors(size_t n, int dim, size_t clusters, uint64_
   return x;
 }
 
-std::vector<std::string> make_ids(size_t n, const std::string& prefix = "item-") {
-  std::vector<std::string> ids(n);
-  for (size_t i = 0; i < n; ++i) ids[i] = prefix + std::to_string(i);
-  return ids;
-}
+using testing::make_ids;
 
 double cosine(const float* a, const float* b, int dim) {
   double ab = 0, aa = 0, bb = 0;

@@ -6,16 +6,14 @@
 #include "server/index/index_registry.h"
 
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <random>
 
 #include "core/base/error.h"
 #include "support/fixture.h"
+#include "support/index_data.h"
 #include "support/errors.h"
 
 namespace refinery {
@@ -24,19 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 using refinery::testing::TempDir;
 
-std::vector<float> random_vectors(size_t n, int dim, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> x(n * dim);
-  for (float& v : x) v = normal(rng);
-  return x;
-}
-
-std::vector<std::string> make_ids(size_t n, const std::string& prefix) {
-  std::vector<std::string> ids(n);
-  for (size_t i = 0; i < n; ++i) ids[i] = prefix + std::to_string(i);
-  return ids;
-}
+using testing::make_ids;
+using testing::random_vectors;
 
 using testing::expect_error;
 
@@ -277,22 +264,17 @@ TEST(IndexRegistryTest, AFailedLogWriteLeavesTheIndexAsItIsOnDisk) {
   registry.create("x", "m@1", dim, {});
   registry.add("x", make_ids(10, "old-"), data.data(), 10);
 
-  // Writes past 4 KiB now fail (EFBIG), even for root: the next log append dies.
-  rlimit saved{};
-  getrlimit(RLIMIT_FSIZE, &saved);
-  auto old_handler = signal(SIGXFSZ, SIG_IGN);
-  rlimit small = saved;
-  small.rlim_cur = 4096;
-  setrlimit(RLIMIT_FSIZE, &small);
+  // Writes past 4 KiB now fail: the next log append dies.
   bool threw = false;
-  try {
-    registry.add("x", make_ids(200, "new-"), &data[10 * dim], 200);
-  } catch (const Error& e) {
-    threw = true;
-    EXPECT_TRUE(mentions(e, ".log")) << e.what();
+  {
+    const testing::FileSizeLimit full_disk(4096);
+    try {
+      registry.add("x", make_ids(200, "new-"), &data[10 * dim], 200);
+    } catch (const Error& e) {
+      threw = true;
+      EXPECT_TRUE(mentions(e, ".log")) << e.what();
+    }
   }
-  setrlimit(RLIMIT_FSIZE, &saved);
-  signal(SIGXFSZ, old_handler);
   ASSERT_TRUE(threw);
 
   EXPECT_EQ(registry.get("x")->info().size, 10);
