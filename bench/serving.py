@@ -13,7 +13,8 @@
               seconds; search latency before and after; then a restart
               (SIGTERM, start, time until the index answers).
 
-  python3 bench/serving.py ratio CKPT... [--build DIR] [--seconds 20] [--callers 32] [--json]
+  python3 bench/serving.py ratio CKPT... [--build DIR] [--seconds 20] [--callers 32] [--precision fp32|bf16|int8]
+              [--json]
   python3 bench/serving.py cold-start CKPT... [--build DIR] [--json]
   /usr/bin/python3 bench/serving.py index-adds CKPT [--n 1000000] [--kind flat|ivf] [--nlist 1024] [--callers 8]
               [--seconds 20] [--json]
@@ -119,9 +120,10 @@ def ratio(args):
     for ckpt in args.checkpoints:
         raw = json.loads(subprocess.run(
             [os.path.join(args.build, "tools", "refinery-model", "refinery-model"), "bench", "-q", "--checkpoint", ckpt,
-             "--modality", "image", "--batch", str(args.batch), "--seconds", str(args.seconds), "--json"],
+             "--modality", "image", "--batch", str(args.batch), "--seconds", str(args.seconds),
+             "--precision", args.precision, "--json"],
             check=True, capture_output=True, text=True).stdout)
-        server = Server(args.build, ckpt, ["--max-batch-images", str(args.batch)])
+        server = Server(args.build, ckpt, ["--max-batch-images", str(args.batch), "--precision", args.precision])
         try:
             server.wait_healthy()
             server.client("bench", "embed", "-c", "1", "-d", "1")  # loads the model
@@ -132,15 +134,17 @@ def ratio(args):
             items = metric_sum(m, "refinery_batch_size_sum")
         finally:
             server.close()
-        rows.append({"checkpoint": ckpt, "architecture": raw.get("architecture"), "raw_items_per_s": raw["throughput"],
+        rows.append({"checkpoint": ckpt, "architecture": raw.get("architecture"), "precision": args.precision,
+                     "raw_items_per_s": raw["throughput"],
                      "raw_batch_ms": raw["latency_p50_ms"], "server_items_per_s": load["throughput"],
                      "ratio": load["throughput"] / raw["throughput"], "p50_ms": load["p50_ms"],
                      "p99_ms": load["p99_ms"], "p99_over_p50": load["p99_ms"] / load["p50_ms"],
                      "mean_batch": items / batches if batches else 0, "errors": load["errors"]})
     if args.json:
-        print(json.dumps({"callers": args.callers, "batch": args.batch, "seconds": args.seconds, "runs": rows}, indent=2))
+        print(json.dumps({"callers": args.callers, "batch": args.batch, "seconds": args.seconds,
+                          "precision": args.precision, "runs": rows}, indent=2))
         return
-    print(f"{args.callers} callers, 1 image per call, batches of up to {args.batch}, {args.seconds} s each")
+    print(f"{args.callers} callers, 1 image per call, batches of up to {args.batch}, {args.precision}, {args.seconds} s each")
     print(f"{'checkpoint':<28} {'raw/s':>8} {'server/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>7} "
           f"{'batch':>6}")
     for r in rows:
@@ -305,6 +309,8 @@ def main():
             s.add_argument("--seconds", type=int, default=20)
             s.add_argument("--callers", type=int, default=32)
             s.add_argument("--batch", type=int, default=32)
+            s.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                           help="the raw forward's and the server's (--precision)")
         if name == "index-adds":
             s.add_argument("--n", type=int, default=1000000)
             s.add_argument("--kind", choices=["flat", "ivf"], default="ivf")

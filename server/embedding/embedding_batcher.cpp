@@ -2,8 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "core/base/error.h"
 #include "core/runtime/autocast_guard.h"
+#include "core/runtime/torch_runtime.h"
 #include "server/models/model_registry.h"
 #include "server/runtime/log.h"
 
@@ -84,6 +87,13 @@ double EmbeddingBatcher::wait_budget_ms() const {
 }
 
 void EmbeddingBatcher::loop() {
+  // bf16: one autocast scope for the thread's life, around every batch's
+  // own. Autocast keeps its bf16 copies of the weights until its outermost
+  // scope ends; a scope per batch cast every weight again for each batch
+  // (ViT-B/32 under 32 callers: 29.7 images/s against 47.9 for the raw
+  // forward, which keeps one scope). The copies go when the lane does.
+  std::optional<AutocastGuard> keep_casts;
+  if (options_.bf16) keep_casts.emplace(resolve_device(registry_.device()).type(), true);
   for (;;) {
     std::vector<std::unique_ptr<Pending>> batch;
     {

@@ -453,6 +453,9 @@ std::shared_ptr<LoadedModel> ModelRegistry::acquire(const std::string& ref) {
   // (export reads them); those of a memory-mapped safetensors file are then
   // clean file pages the kernel can drop, as the int8 forward never reads them.
   if (entry.precision == "int8") loaded->memory_bytes += loaded->model->quantize_int8();
+  // bf16: the batchers keep autocast's bf16 copies of the weights (2 bytes
+  // per parameter) for as long as they serve the model.
+  if (entry.precision == "bf16") loaded->memory_bytes += loaded->memory_bytes / 2;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::lock_guard<std::mutex> lock(mu_);
   Slot& slot = find_slot(entry.ref());  // may have been removed meanwhile: then NOT_FOUND

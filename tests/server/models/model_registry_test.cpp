@@ -208,6 +208,19 @@ TEST(ModelRegistry, EachModelServesInItsOwnPrecision) {
   EXPECT_EQ(all_int8.resolve("plain").precision, "int8");
 }
 
+TEST(ModelRegistry, Bf16ModelsCountTheirBf16WeightCopies) {
+  if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  TempDir dir;
+  copy_fixture(dir, "tiny.safetensors");
+  copy_fixture(dir, "half.safetensors");
+  auto o = options(dir);
+  o.model_precision = {{"half", "bf16"}};
+  ModelRegistry r(o);
+  const auto fp32 = r.acquire("tiny"), bf16 = r.acquire("half");
+  EXPECT_EQ(bf16->memory_bytes, fp32->memory_bytes + fp32->memory_bytes / 2);  // + 2 bytes per parameter
+  EXPECT_FALSE(bf16->model->quantized_int8());
+}
+
 TEST(ModelRegistry, PrecisionRulesNamingNoModelOrAnUnknownPrecisionAreRefused) {
   TempDir dir;
   copy_fixture(dir, "tiny.safetensors");
