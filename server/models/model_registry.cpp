@@ -386,10 +386,10 @@ ModelEntry ModelRegistry::import(const std::string& path_in, const std::string& 
   e.created_unix_ms = now_ms();
   e.lineage = lineage;
   e.import_precision = precision;
-  e.precision = precision_for(e);
   std::lock_guard<std::mutex> lock(mu_);
   auto& versions = models_[name];
   e.version = versions.empty() ? 1 : versions.rbegin()->first + 1;
+  e.precision = precision_for(e);  // after the version: a NAME@VERSION rule must see the right one
   versions[e.version].entry = e;
   if (make_default || default_ref_.empty()) default_ref_ = e.ref();
   persist();

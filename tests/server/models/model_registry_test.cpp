@@ -208,6 +208,20 @@ TEST(ModelRegistry, EachModelServesInItsOwnPrecision) {
   EXPECT_EQ(all_int8.resolve("plain").precision, "int8");
 }
 
+TEST(ModelRegistry, ARuleForOneVersionDoesNotReachTheNextImport) {
+  TempDir dir;
+  copy_fixture(dir, "plain.safetensors");
+  auto o = options(dir);
+  o.model_precision = {{"plain@1", "bf16"}};
+  if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  ModelRegistry r(o);
+  EXPECT_EQ(r.resolve("plain@1").precision, "bf16");
+  const auto e = r.import(testing::fixture("tiny.safetensors"), "plain", "", false);
+  EXPECT_EQ(e.ref(), "plain@2");
+  EXPECT_EQ(e.precision, "fp32");
+  EXPECT_EQ(r.resolve("plain@2").precision, "fp32");
+}
+
 TEST(ModelRegistry, Bf16ModelsCountTheirBf16WeightCopies) {
   if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
   TempDir dir;
