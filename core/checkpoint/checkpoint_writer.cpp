@@ -11,6 +11,7 @@
 
 #include "core/base/atomic_file.h"
 #include "core/base/error.h"
+#include "core/base/remove_tree.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/state_dict.h"
 #include "core/safetensors/safetensors.h"
@@ -45,18 +46,6 @@ bool is_empty_or_missing_dir(const std::string& dir) {
   }
   closedir(d);
   return empty;
-}
-
-void remove_tree_shallow(const std::string& dir) {
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-        ::unlink((dir + "/" + e->d_name).c_str());
-      }
-    }
-    closedir(d);
-  }
-  ::rmdir(dir.c_str());
 }
 
 }  // namespace
@@ -113,7 +102,8 @@ void CheckpointWriter::write_hf_folder(ClipModel& model, const std::string& dir,
     const size_t slash = dir.find_last_of('/');
     fsync_dir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash));
   } catch (...) {
-    remove_tree_shallow(tmp);
+    std::error_code ignored;
+    remove_tree(tmp, ignored);
     throw;
   }
 }

@@ -19,12 +19,6 @@ void rename_path(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0) throw index_write_error("cannot rename " + from + " to", to, errno);
 }
 
-void remove_tree(const std::string& path) {
-  std::error_code ec;
-  fs::remove_all(path, ec);
-  if (ec) throw internal_error("cannot remove " + path + ": " + ec.message());
-}
-
 bool exists(const std::string& path) {
   std::error_code ec;
   return fs::exists(path, ec);

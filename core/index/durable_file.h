@@ -162,7 +162,6 @@ using refinery::fsync_dir;  // core/base/atomic_file.h
 // The directory holding `dir` ("." when it has none).
 std::string parent_of(const std::string& dir);
 void rename_path(const std::string& from, const std::string& to);
-void remove_tree(const std::string& path);  // rm -r; absent is fine
 bool exists(const std::string& path);       // false also when it cannot be checked
 
 // The size of `path` and a check that it is what the manifest says.

@@ -17,6 +17,7 @@
 
 #include "core/base/error.h"
 #include "core/base/json_integer.h"
+#include "core/base/remove_tree.h"
 #include "core/index/durable_file.h"
 #include "core/index/error_text.h"
 #include "core/index/hnsw_graph.h"
@@ -70,7 +71,6 @@ using index_internal::options_from_json;
 using index_internal::options_to_json;
 using index_internal::parent_of;
 using index_internal::read_exact;
-using index_internal::remove_tree;
 using index_internal::rename_path;
 using index_internal::index_write_error;
 
@@ -212,7 +212,7 @@ void VectorIndex::save(const std::string& dir, uint64_t log_segment) const {
     fsync_dir(tmp);
   } catch (...) {
     std::error_code ec;
-    fs::remove_all(tmp, ec);  // best effort: the last good `dir` is untouched
+    remove_tree(tmp, ec);  // best effort: the last good `dir` is untouched
     throw;
   }
 

@@ -15,6 +15,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/base/error.h"
+#include "core/base/remove_tree.h"
 
 namespace fs = std::filesystem;
 
@@ -139,17 +140,17 @@ class PartWriter {
  public:
   PartWriter(const std::string& out_dir, const std::string& name)
       : final_(out_dir + "/" + name), tmp_(out_dir + "/." + name + ".partial") {
-    fs::remove_all(tmp_);
+    remove_tree(tmp_);
     fs::create_directories(tmp_);
   }
   const std::string& dir() const { return tmp_; }
   void commit() {
-    fs::remove_all(final_);
+    remove_tree(final_);
     fs::rename(tmp_, final_);
   }
   ~PartWriter() {
     std::error_code ec;
-    fs::remove_all(tmp_, ec);
+    remove_tree(tmp_, ec);
   }
 
  private:

@@ -14,6 +14,7 @@
 #include "core/base/atomic_file.h"
 #include "core/base/disk_space.h"
 #include "core/base/error.h"
+#include "core/base/remove_tree.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/checkpoint_writer.h"
 #include "core/safetensors/safetensors.h"
@@ -66,7 +67,7 @@ TrainingCheckpointInfo TrainingCheckpoint::save(const std::string& dir, int64_t 
   require_free_space(dir, values * 4 * 3, "the checkpoint of step " + std::to_string(step));
   const fs::path final_path = fs::path(dir) / folder_name(step);
   const fs::path tmp_path = fs::path(dir) / (".partial-" + folder_name(step));
-  fs::remove_all(tmp_path, ec);
+  remove_tree(tmp_path, ec);
   fs::create_directories(tmp_path, ec);
   if (ec) throw internal_error("cannot create " + tmp_path.string() + ": " + ec.message());
 
@@ -91,7 +92,7 @@ TrainingCheckpointInfo TrainingCheckpoint::save(const std::string& dir, int64_t 
   write_file_atomically((tmp_path / "state.json").string(), state.dump(2) + "\n");
   fsync_dir(tmp_path.string());
 
-  fs::remove_all(final_path, ec);
+  remove_tree(final_path, ec);
   fs::rename(tmp_path, final_path, ec);
   if (ec) throw internal_error("cannot move checkpoint into " + final_path.string() + ": " + ec.message());
   fsync_dir(dir);
@@ -178,7 +179,7 @@ void TrainingCheckpoint::remove(const std::string& path) {
   fs::path p(path);
   fs::path doomed = p.parent_path() / (".removing-" + p.filename().string());
   fs::rename(p, doomed, ec);
-  fs::remove_all(ec ? p : doomed, ec);
+  remove_tree(ec ? p : doomed, ec);
 }
 
 }  // namespace refinery

@@ -14,6 +14,7 @@
 
 #include "core/base/error.h"
 #include "core/base/json_integer.h"
+#include "core/base/remove_tree.h"
 #include "server/runtime/log.h"
 
 // Creating and dropping are atomic renames too:
@@ -76,12 +77,6 @@ void write_durably(const std::string& path, const std::string& text) {
 
 void rename_path(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0) throw io_error("cannot rename " + from + " to", to, errno);
-}
-
-void remove_tree(const std::string& path) {
-  std::error_code ec;
-  fs::remove_all(path, ec);
-  if (ec) throw internal_error("cannot remove " + path + ": " + ec.message());
 }
 
 int64_t now_unix_ms() {
@@ -180,7 +175,7 @@ IndexRegistry::IndexRegistry(std::string data_dir, const IndexRegistryOptions& o
     if (name.find('~') != std::string::npos) {
       log_info("index folder %s: leftover of an interrupted create or drop; deleting it", path.c_str());
       std::error_code rm;
-      fs::remove_all(path, rm);
+      remove_tree(path, rm);
       if (rm) log_error("cannot delete %s: %s", path.c_str(), rm.message().c_str());
       continue;
     }
@@ -304,7 +299,7 @@ IndexInfo IndexRegistry::create(const std::string& name, const std::string& mode
     rename_path(staging, dir);
     fsync_path(root_, true);
   } catch (...) {
-    fs::remove_all(staging, ec);
+    remove_tree(staging, ec);
     throw;
   }
   auto store = PersistentIndex::open(dir, options_.persistence);
@@ -344,7 +339,7 @@ void IndexRegistry::drop(const std::string& name) {
     throw;
   }
   std::error_code ec;
-  fs::remove_all(doomed, ec);  // the drop is done; a leftover goes at the next start
+  remove_tree(doomed, ec);  // the drop is done; a leftover goes at the next start
   if (ec) log_warning("index %s dropped, but %s remains: %s", in_quotes(name).c_str(), doomed.c_str(), ec.message().c_str());
   std::lock_guard<std::mutex> lock(mu_);
   dropping_.erase(name);

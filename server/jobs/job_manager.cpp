@@ -14,6 +14,7 @@
 #include "core/base/atomic_file.h"
 #include "core/base/clock.h"
 #include "core/base/error.h"
+#include "core/base/remove_tree.h"
 #include "core/checkpoint/checkpoint_reader.h"
 #include "core/checkpoint/checkpoint_writer.h"
 #include "core/data/caption_dataset.h"
@@ -547,7 +548,7 @@ void JobManager::remove(const std::string& id) {
     store_->delete_job(id);
   }
   std::error_code ec;
-  fs::remove_all(job_dir(id), ec);
+  remove_tree(job_dir(id), ec);
   refresh_state_metrics();
   events_cv_.notify_all();
 }
@@ -974,7 +975,7 @@ void JobManager::run_refine_job(const v1::Job& job, const std::function<bool()>&
     // The model is saved; the training checkpoints are no longer needed.
     for (const auto& c : store_->checkpoints(id)) store_->remove_checkpoint(id, c.step);
     std::error_code ec;
-    fs::remove_all(checkpoint_dir, ec);
+    remove_tree(checkpoint_dir, ec);
   }
 
   if (evaluates) {

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "core/base/error.h"
+#include "core/base/remove_tree.h"
 #include "core/checkpoint/checkpoint_writer.h"
 #include "core/data/caption_dataset.h"
 #include "core/distributed/process_group.h"
@@ -270,7 +271,7 @@ int run_refine(const RefineParams& p, CommonParams common) {
     // of one the user named, only the checkpoints go.
     std::error_code ec;
     if (p.checkpoint_dir.empty()) {
-      fs::remove_all(checkpoint_dir, ec);
+      remove_tree(checkpoint_dir, ec);
     } else {
       for (const auto& c : TrainingCheckpoint::list(checkpoint_dir)) TrainingCheckpoint::remove(c.path);
       fs::remove(checkpoint_dir, ec);  // only when empty
