@@ -66,6 +66,13 @@ bool cpu_flags_have_int8_dot_products(const std::string& flags_line) {
 }
 bool cpu_has_int8_dot_products() { return cpu_flags_have_int8_dot_products(cpu_flags()); }
 
+void check_int8_engine() {
+  if (int8_quantized_engine().empty()) {
+    throw failed_precondition("precision int8 needs LibTorch's x86, FBGEMM or oneDNN quantized engine, and this "
+                              "build has none of them; use fp32");
+  }
+}
+
 void check_inference_precision(InferencePrecision precision, const c10::Device& device) {
   if (precision == InferencePrecision::kBf16 && device.is_cpu() && !cpu_has_native_bf16()) {
     throw failed_precondition(
@@ -77,10 +84,7 @@ void check_inference_precision(InferencePrecision precision, const c10::Device& 
     throw failed_precondition("precision int8 (dynamic quantization) runs on CPUs only, not on " + device.str() +
                               "; use bf16 or fp32 there");
   }
-  if (int8_quantized_engine().empty()) {
-    throw failed_precondition("precision int8 needs LibTorch's x86, FBGEMM or oneDNN quantized engine, and this "
-                              "build has none of them; use fp32");
-  }
+  check_int8_engine();
   if (!cpu_has_int8_dot_products()) {
     throw failed_precondition(
         "precision int8 needs a CPU with int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8; this one has none "

@@ -32,6 +32,9 @@ const char* inference_precision_name(InferencePrecision precision);
 // products (AVX512-VNNI, AVX-VNNI or AMX-INT8: without them the uint8 x
 // int8 pair sums can saturate, and the speed-up is small).
 void check_inference_precision(InferencePrecision precision, const c10::Device& device);
+// The engine part of that: failed_precondition where this LibTorch build has
+// no quantized engine an int8 layer can pack for (int8_linear.h).
+void check_int8_engine();
 
 // Whether this CPU has native bf16 dot products (avx512_bf16 or amx_bf16 in
 // /proc/cpuinfo's flags), and the same for one "flags : ..." line.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/base/error.h"
+#include "core/runtime/inference_precision.h"
 
 namespace refinery {
 namespace {
@@ -25,18 +26,15 @@ std::vector<std::pair<at::QEngine, const char*>> preferred_engines() {
   };
 }
 
-bool find_engine(at::QEngine* engine, const char** name) {
+// The engine to pack for, if this build has one.
+c10::optional<std::pair<at::QEngine, const char*>> find_engine() {
   const auto& supported = at::globalContext().supportedQEngines();
-  for (const auto& [e, n] : preferred_engines()) {
+  for (const auto& preferred : preferred_engines()) {
     for (const auto s : supported) {
-      if (s == e) {
-        *engine = e;
-        *name = n;
-        return true;
-      }
+      if (s == preferred.first) return preferred;
     }
   }
-  return false;
+  return c10::nullopt;
 }
 
 // Packing reads the process-wide quantized engine; packs one at a time and
@@ -49,9 +47,8 @@ std::mutex& engine_mutex() {
 }  // namespace
 
 std::string int8_quantized_engine() {
-  at::QEngine engine;
-  const char* name = nullptr;
-  return find_engine(&engine, &name) ? name : "";
+  const auto engine = find_engine();
+  return engine ? engine->second : "";
 }
 
 struct Int8Linear::Packed {
@@ -65,12 +62,8 @@ Int8Linear::Int8Linear(const at::Tensor& weight, const at::Tensor& bias) {
   }
   out_ = weight.size(0);
   in_ = weight.size(1);
-  at::QEngine engine;
-  const char* engine_name = nullptr;
-  if (!find_engine(&engine, &engine_name)) {
-    throw failed_precondition("precision int8 needs LibTorch's x86, FBGEMM or oneDNN quantized engine, and this "
-                              "build has none of them; use fp32");
-  }
+  check_int8_engine();
+  const at::QEngine engine = find_engine()->first;
   at::NoGradGuard no_grad;
   // Symmetric per output channel, as PyTorch's per-channel dynamic qconfig;
   // an all-zero row keeps a tiny positive scale.

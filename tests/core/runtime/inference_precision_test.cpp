@@ -5,6 +5,7 @@
 
 #include "core/base/error.h"
 #include "core/runtime/int8_linear.h"
+#include "support/errors.h"
 
 namespace refinery {
 namespace {
@@ -14,13 +15,7 @@ TEST(InferencePrecisionTest, ParsesEachNameAndNamesWhatItRefuses) {
     EXPECT_EQ(inference_precision_name(parse_inference_precision(name)), name);
   }
   EXPECT_EQ(parse_inference_precision("int8"), InferencePrecision::kInt8);
-  try {
-    parse_inference_precision("fp16");
-    FAIL() << "fp16 accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("'fp16'"), std::string::npos) << e.what();
-  }
+  testing::expect_invalid([] { parse_inference_precision("fp16"); }, {"'fp16'"});
 }
 
 TEST(InferencePrecisionTest, Bf16NeedsNativeBf16OnACpu) {
@@ -36,13 +31,9 @@ TEST(InferencePrecisionTest, Bf16NeedsNativeBf16OnACpu) {
   if (cpu_has_native_bf16()) {
     EXPECT_NO_THROW(check_inference_precision(InferencePrecision::kBf16, cpu));
   } else {
-    try {
-      check_inference_precision(InferencePrecision::kBf16, cpu);
-      FAIL() << "bf16 accepted without native bf16";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
-      EXPECT_NE(std::string(e.what()).find("AVX512-BF16"), std::string::npos) << e.what();
-    }
+    const std::string what = testing::expect_error([&] { check_inference_precision(InferencePrecision::kBf16, cpu); },
+                                                   ErrorCode::kFailedPrecondition).what();
+    EXPECT_NE(what.find("AVX512-BF16"), std::string::npos) << what;
   }
 }
 
@@ -53,23 +44,16 @@ TEST(InferencePrecisionTest, Int8NeedsACpuWithInt8DotProductsAndAQuantizedEngine
   EXPECT_FALSE(cpu_flags_have_int8_dot_products("flags\t\t: fpu sse2 avx avx2 fma"));
   EXPECT_FALSE(cpu_flags_have_int8_dot_products("flags\t\t: avx512_vnnix"));
   // Never on a GPU, whatever the CPU.
-  try {
-    check_inference_precision(InferencePrecision::kInt8, c10::Device(c10::DeviceType::CUDA, 0));
-    FAIL() << "int8 accepted on cuda";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
-    EXPECT_NE(std::string(e.what()).find("CPUs only"), std::string::npos) << e.what();
-  }
+  const std::string on_cuda =
+      testing::expect_error([] { check_inference_precision(InferencePrecision::kInt8, c10::Device(c10::DeviceType::CUDA, 0)); },
+                            ErrorCode::kFailedPrecondition).what();
+  EXPECT_NE(on_cuda.find("CPUs only"), std::string::npos) << on_cuda;
   const c10::Device cpu(c10::DeviceType::CPU);
   if (cpu_has_int8_dot_products() && !int8_quantized_engine().empty()) {
     EXPECT_NO_THROW(check_inference_precision(InferencePrecision::kInt8, cpu));
   } else {
-    try {
-      check_inference_precision(InferencePrecision::kInt8, cpu);
-      FAIL() << "int8 accepted without VNNI or a quantized engine";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
-    }
+    testing::expect_error([&] { check_inference_precision(InferencePrecision::kInt8, cpu); },
+                          ErrorCode::kFailedPrecondition);
   }
 }
 

@@ -148,11 +148,12 @@ TEST(ModelRegistry, ABrokenFileInTheModelsDirIsSkippedNotFatal) {
   EXPECT_EQ(r.list()[0].name, "tiny");
 }
 
-// Whether this machine can serve int8 (VNNI and a quantized engine); the
-// precision tests check the refusal instead where it cannot.
-bool int8_runs_here() {
+// Whether this machine's CPU can serve `precision` (bf16: native bf16; int8:
+// VNNI and a quantized engine); the precision tests check the refusal
+// instead where it cannot.
+bool runs_here(InferencePrecision precision) {
   try {
-    check_inference_precision(InferencePrecision::kInt8, c10::Device(c10::DeviceType::CPU));
+    check_inference_precision(precision, c10::Device(c10::DeviceType::CPU));
     return true;
   } catch (const Error&) {
     return false;
@@ -160,7 +161,7 @@ bool int8_runs_here() {
 }
 
 TEST(ModelRegistry, EachModelServesInItsOwnPrecision) {
-  if (!int8_runs_here()) GTEST_SKIP() << "this CPU cannot run int8";
+  if (!runs_here(InferencePrecision::kInt8)) GTEST_SKIP() << "this CPU cannot run int8";
   TempDir dir;
   copy_fixture(dir, "plain.safetensors");
   copy_fixture(dir, "fast.safetensors");
@@ -213,7 +214,7 @@ TEST(ModelRegistry, ARuleForOneVersionDoesNotReachTheNextImport) {
   copy_fixture(dir, "plain.safetensors");
   auto o = options(dir);
   o.model_precision = {{"plain@1", "bf16"}};
-  if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  if (!runs_here(InferencePrecision::kBf16)) GTEST_SKIP() << "this CPU has no native bf16";
   ModelRegistry r(o);
   EXPECT_EQ(r.resolve("plain@1").precision, "bf16");
   const auto e = r.import(testing::fixture("tiny.safetensors"), "plain", "", false);
@@ -223,7 +224,7 @@ TEST(ModelRegistry, ARuleForOneVersionDoesNotReachTheNextImport) {
 }
 
 TEST(ModelRegistry, Bf16ModelsCountTheirBf16WeightCopies) {
-  if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  if (!runs_here(InferencePrecision::kBf16)) GTEST_SKIP() << "this CPU has no native bf16";
   TempDir dir;
   copy_fixture(dir, "tiny.safetensors");
   copy_fixture(dir, "half.safetensors");
@@ -252,7 +253,7 @@ TEST(ModelRegistry, PrecisionRulesNamingNoModelOrAnUnknownPrecisionAreRefused) {
   const std::string bad = error_of([&] { r.import(testing::fixture("tiny.safetensors"), "x", "", false, {}, "int4"); });
   EXPECT_NE(bad.find("import precision"), std::string::npos) << bad;
   EXPECT_NE(bad.find("'int4'"), std::string::npos) << bad;
-  if (!int8_runs_here()) {
+  if (!runs_here(InferencePrecision::kInt8)) {
     EXPECT_NE(error_of([&] { r.import(testing::fixture("tiny.safetensors"), "x", "", false, {}, "int8"); }),
               "(no error)");
   }
