@@ -12,6 +12,13 @@ namespace refinery::testing {
 inline std::string fixture_dir() { return REFINERY_FIXTURE_DIR; }
 inline std::string fixture(const std::string& name) { return fixture_dir() + "/" + name; }
 
+// The device the device-aware tests run on: REFINERY_TEST_DEVICE (cuda,
+// cuda:1, ...; scripts/gpu-check.sh sets it), else cpu.
+inline std::string test_device() {
+  const char* d = std::getenv("REFINERY_TEST_DEVICE");
+  return d != nullptr && *d != '\0' ? d : "cpu";
+}
+
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;

@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <iostream>
+
+#include "core/base/error.h"
 #include "core/checkpoint/checkpoint_reader.h"
+#include "core/runtime/autocast_guard.h"
+#include "core/runtime/inference_precision.h"
 #include "core/safetensors/safetensors.h"
 #include "support/fixture.h"
 
@@ -25,10 +30,7 @@ torch::Tensor reference_tokens() {
 }
 
 // REFINERY_TEST_DEVICE=cuda runs the parity checks on a GPU.
-torch::Device test_device() {
-  const char* d = std::getenv("REFINERY_TEST_DEVICE");
-  return torch::Device(d != nullptr && *d != '\0' ? d : "cpu");
-}
+torch::Device test_device() { return torch::Device(testing::test_device()); }
 
 class ModelParity : public ::testing::TestWithParam<std::string> {
  protected:
@@ -82,6 +84,33 @@ INSTANTIATE_TEST_SUITE_P(AllCheckpointForms, ModelParity,
                            for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';
                            return n;
                          });
+
+// bf16 autocast, as a model served with --precision bf16 runs, on the test
+// device: every item stays close to the reference's fp32 features. Skipped,
+// saying why, where the device cannot run bf16.
+TEST(ModelBf16, FeaturesStayCloseToTheReference) {
+  const torch::Device device = test_device();
+  try {
+    check_inference_precision(InferencePrecision::kBf16, device);
+  } catch (const Error& e) {
+    GTEST_SKIP() << e.what();
+  }
+  auto model = CheckpointReader::load_model(testing::fixture("tiny.safetensors"));
+  model->to(device);
+  torch::InferenceMode guard;
+  AutocastGuard autocast(device.type(), true);
+  const auto text = model->encode_text(reference_tokens().to(device)).to(torch::kFloat).cpu();
+  const auto image = model->encode_image(reference_tensor("image_pixels").to(device)).to(torch::kFloat).cpu();
+  const auto text_fp32 = reference_tensor("text_features"), image_fp32 = reference_tensor("image_features");
+  const auto text_cos = torch::cosine_similarity(text, text_fp32, 1);
+  const auto image_cos = torch::cosine_similarity(image, image_fp32, 1);
+  for (int64_t i = 0; i < text_cos.size(0); ++i) EXPECT_GE(text_cos[i].item<double>(), 0.99) << "text " << i;
+  for (int64_t i = 0; i < image_cos.size(0); ++i) EXPECT_GE(image_cos[i].item<double>(), 0.99) << "image " << i;
+  // bf16 arithmetic did run: the features are not fp32's to the last bit.
+  EXPECT_FALSE(torch::equal(text, text_fp32) && torch::equal(image, image_fp32));
+  std::cout << "[ bf16     ] " << device.str() << ": worst cosine text " << text_cos.min().item<double>() << ", image "
+            << image_cos.min().item<double>() << "\n";
+}
 
 // Encoding stops at the longest EOT in the batch; a text's features must not
 // depend on which other texts share its batch.

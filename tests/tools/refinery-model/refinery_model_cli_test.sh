@@ -85,7 +85,7 @@ st cosine "$WORK/text2.safetensors" embeddings "$FIX/reference.safetensors" text
 echo "== init and bench"
 "$TOOL" init -q --arch tiny --out "$WORK/init.safetensors" --seed 3
 "$TOOL" bench -q --checkpoint "$WORK/init.safetensors" --modality text --batch 4 --iterations 3 --json > "$WORK/bench.json"
-python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['throughput']>0 and j['batch']==4 and j['latency_ms']>0, j" "$WORK/bench.json" \
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['throughput']>0 and j['batch']==4 and j['latency_ms']>0 and j['load_s']>0 and j['first_pass_ms']>0, j" "$WORK/bench.json" \
   || fail "bench --json"
 
 echo "== match prints one line per image"
