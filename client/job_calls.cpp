@@ -9,6 +9,7 @@
 #include "client/client_errors.h"
 #include "client/output.h"
 #include "core/base/error.h"
+#include "core/base/progress_bar.h"
 
 namespace refinery::client {
 namespace {
@@ -122,7 +123,7 @@ int watch_to_end(const ServerConnection& c, const std::string& id, int64_t from_
     if (!c.options().json) {
       std::cout << "job " << job.id() << " SUCCEEDED";
       if (job.started_unix_ms() > 0 && job.finished_unix_ms() > 0) {
-        std::cout << " in " << format_duration((job.finished_unix_ms() - job.started_unix_ms()) / 1000.0);
+        std::cout << " in " << clock_duration((job.finished_unix_ms() - job.started_unix_ms()) / 1000.0);
       }
       if (!job.result_model().empty()) std::cout << ": model " << job.result_model();
       std::cout << '\n';

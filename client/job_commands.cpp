@@ -24,6 +24,7 @@
 #include "client/output.h"
 #include "client/server_connection.h"
 #include "core/base/error.h"
+#include "core/base/progress_bar.h"
 #include "refinery/job_spec_flags.h"
 #include "refinery/v1/job.grpc.pb.h"
 
@@ -157,7 +158,7 @@ void print_job(const v1::Job& job) {
             << "  started:     " << format_local_time(job.started_unix_ms()) << '\n'
             << "  finished:    " << format_local_time(job.finished_unix_ms()) << '\n';
   if (job.started_unix_ms() > 0 && job.finished_unix_ms() > 0) {
-    std::cout << "  took:        " << format_duration((job.finished_unix_ms() - job.started_unix_ms()) / 1000.0)
+    std::cout << "  took:        " << clock_duration((job.finished_unix_ms() - job.started_unix_ms()) / 1000.0)
               << '\n';
   }
   std::cout << "  model:       " << (job.result_model().empty() ? "-" : job.result_model()) << '\n';

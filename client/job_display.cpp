@@ -1,6 +1,5 @@
 #include "client/job_display.h"
 
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 
 #include "client/client_errors.h"
 #include "client/output.h"
+#include "core/base/progress_bar.h"
 #include "refinery/proto_json.h"
 
 namespace refinery::client {
@@ -56,12 +56,6 @@ std::string describe_metrics(const google::protobuf::Map<std::string, double>& m
   return out.empty() ? "(no metrics)" : out;
 }
 
-int terminal_columns() {
-  winsize w{};
-  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col > 0) return w.ws_col;
-  return 0;
-}
-
 }  // namespace
 
 v1::JobState parse_job_state(const std::string& text, const std::string& flag) {
@@ -80,15 +74,6 @@ v1::JobState parse_job_state(const std::string& text, const std::string& flag) {
 
 bool job_finished(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED || state == v1::JOB_STATE_CANCELLED;
-}
-
-std::string format_duration(double seconds) {
-  if (!(seconds >= 0)) return "-";
-  const auto total = static_cast<int64_t>(std::llround(seconds));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02d:%02d", static_cast<long long>(total / 3600),
-                static_cast<int>(total / 60 % 60), static_cast<int>(total % 60));
-  return buf;
 }
 
 std::string format_local_time(int64_t unix_ms) {
@@ -200,7 +185,7 @@ void JobProgress::redraw() {
   if (style_ != Style::kLive || (!last_step_ && !last_eval_)) return;
   std::string line = live_line();
   // A wrapped line cannot be redrawn with '\r'; cut it to the terminal.
-  const int columns = terminal_columns();
+  const int columns = terminal_columns(stdout, 0);
   if (columns > 1 && line.size() >= static_cast<size_t>(columns)) line.resize(columns - 1);
   std::cout << '\r' << line << kClearToEol << std::flush;
   drawn_ = true;
@@ -219,7 +204,7 @@ std::string JobProgress::eval_line() const {
     line += " " + format_fixed(100.0 * static_cast<double>(e.done()) / static_cast<double>(e.total()), 1) + "%";
   }
   if (e.items_per_second() > 0) line += "  " + format_fixed(e.items_per_second(), 1) + " items/s";
-  if (e.eta_seconds() > 0) line += "  ETA " + format_duration(e.eta_seconds());
+  if (e.eta_seconds() > 0) line += "  ETA " + clock_duration(e.eta_seconds());
   return line;
 }
 
@@ -229,7 +214,7 @@ std::string JobProgress::step_line() const {
   if (s.total_steps() > 0) {
     line += "/" + std::to_string(s.total_steps()) + " " +
             format_fixed(100.0 * static_cast<double>(s.step()) / static_cast<double>(s.total_steps()), 1) + "%";
-    if (s.eta_seconds() > 0 || s.step() >= s.total_steps()) line += "  ETA " + format_duration(s.eta_seconds());
+    if (s.eta_seconds() > 0 || s.step() >= s.total_steps()) line += "  ETA " + clock_duration(s.eta_seconds());
   }
   line += "  loss " + short_number(s.loss());
   // Only the terms the method has: proto3 cannot tell an absent term from 0.

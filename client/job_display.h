@@ -24,9 +24,6 @@ v1::JobState parse_job_state(const std::string& text, const std::string& flag);
 bool job_finished(v1::JobState state);  // SUCCEEDED, FAILED or CANCELLED
 
 
-// "1:02:03"; "-" for a negative duration.
-std::string format_duration(double seconds);
-
 // "2026-11-29 18:29:36" in local time; "-" for 0.
 std::string format_local_time(int64_t unix_ms);
 

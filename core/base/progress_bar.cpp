@@ -9,12 +9,6 @@
 namespace refinery {
 namespace {
 
-int terminal_columns(std::FILE* stream) {
-  winsize ws{};
-  if (ioctl(fileno(stream), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
-  return 80;
-}
-
 std::string rate_text(double per_second) {
   char buf[32];
   std::snprintf(buf, sizeof buf, per_second >= 100 ? "%.0f/s" : per_second >= 10 ? "%.1f/s" : "%.2f/s", per_second);
@@ -22,6 +16,12 @@ std::string rate_text(double per_second) {
 }
 
 }  // namespace
+
+int terminal_columns(std::FILE* stream, int fallback) {
+  winsize ws{};
+  if (ioctl(fileno(stream), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return fallback;
+}
 
 std::string clock_duration(double seconds) {
   const auto s = static_cast<long long>(std::max(0.0, std::round(seconds)));

@@ -62,7 +62,11 @@ class ProgressBar {
   std::mutex mu_;
 };
 
-// "1:05", "12:00:03": a duration in seconds as a clock reads.
+// "1:05", "12:00:03": a duration in seconds as a clock reads (negative: 0:00).
 std::string clock_duration(double seconds);
+
+// The width of the terminal `stream` writes to, or `fallback` when it is not
+// a terminal.
+int terminal_columns(std::FILE* stream, int fallback = 80);
 
 }  // namespace refinery

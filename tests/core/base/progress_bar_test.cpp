@@ -62,6 +62,15 @@ TEST(ProgressBar, ClockDurations) {
   EXPECT_EQ(clock_duration(0), "0:00");
   EXPECT_EQ(clock_duration(65), "1:05");
   EXPECT_EQ(clock_duration(3725), "1:02:05");
+  EXPECT_EQ(clock_duration(-5), "0:00");
+}
+
+TEST(ProgressBar, AStreamThatIsNoTerminalHasTheFallbackWidth) {
+  std::FILE* file = std::tmpfile();
+  ASSERT_NE(file, nullptr);
+  EXPECT_EQ(terminal_columns(file), 80);
+  EXPECT_EQ(terminal_columns(file, 0), 0);
+  std::fclose(file);
 }
 
 TEST(ProgressBar, DrawsNothingWhenTheStreamIsNotATerminal) {
