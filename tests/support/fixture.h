@@ -5,7 +5,10 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <unistd.h>
+
+#include "core/base/remove_tree.h"
 
 namespace refinery::testing {
 
@@ -38,7 +41,10 @@ class TempDir {
     std::string tmpl = (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + std::string("/refinery-test-XXXXXX");
     path_ = mkdtemp(&tmpl[0]);
   }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  ~TempDir() {
+    std::error_code ignored;
+    remove_tree(path_, ignored);
+  }
   const std::string& path() const { return path_; }
   std::string operator/(const std::string& name) const { return path_ + "/" + name; }
 
