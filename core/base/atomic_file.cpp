@@ -72,4 +72,8 @@ void fsync_dir(const std::string& dir) {
   if (rc != 0 && err != EINVAL) throw write_error("cannot fsync folder", dir, err);
 }
 
+void rename_path(const std::string& from, const std::string& to, ErrorCode otherwise) {
+  if (::rename(from.c_str(), to.c_str()) != 0) throw write_error("cannot rename " + from + " to it", to, errno, otherwise);
+}
+
 }  // namespace refinery

@@ -21,6 +21,11 @@ std::string make_temp_dir_beside(const std::string& path);
 // fsync of a folder, so that renames and new files in it are durable.
 void fsync_dir(const std::string& dir);
 
+// rename(2) of `from` onto `to` (a file or a folder); a failure is
+// write_error naming both, with `otherwise` as its code. Durable once the
+// parent folder is fsynced.
+void rename_path(const std::string& from, const std::string& to, ErrorCode otherwise = ErrorCode::kInternal);
+
 // The error for a failed write of `path`: RESOURCE_EXHAUSTED for a full disk
 // or quota, `otherwise` for anything else: INVALID_ARGUMENT where a caller
 // named the path (a folder that is missing or not writable), INTERNAL for the

@@ -15,10 +15,6 @@ std::string parent_of(const std::string& dir) {
   return p.empty() ? "." : p.string();
 }
 
-void rename_path(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) throw index_write_error("cannot rename " + from + " to", to, errno);
-}
-
 bool exists(const std::string& path) {
   std::error_code ec;
   return fs::exists(path, ec);

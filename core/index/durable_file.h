@@ -158,10 +158,10 @@ class DurableWriter {
   uint64_t bytes_ = 0;
 };
 
-using refinery::fsync_dir;  // core/base/atomic_file.h
+using refinery::fsync_dir;    // core/base/atomic_file.h
+using refinery::rename_path;  // core/base/atomic_file.h (INTERNAL unless the disk is full)
 // The directory holding `dir` ("." when it has none).
 std::string parent_of(const std::string& dir);
-void rename_path(const std::string& from, const std::string& to);
 bool exists(const std::string& path);       // false also when it cannot be checked
 
 // The size of `path` and a check that it is what the manifest says.

@@ -62,8 +62,9 @@ Int8Linear::Int8Linear(const at::Tensor& weight, const at::Tensor& bias) {
   }
   out_ = weight.size(0);
   in_ = weight.size(1);
-  check_int8_engine();
-  const at::QEngine engine = find_engine()->first;
+  const auto found = find_engine();
+  if (!found) check_int8_engine();  // throws: this build has no engine
+  const at::QEngine engine = found->first;
   at::NoGradGuard no_grad;
   // Symmetric per output channel, as PyTorch's per-channel dynamic qconfig;
   // an all-zero row keeps a tiny positive scale.

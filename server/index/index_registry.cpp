@@ -1,8 +1,6 @@
 #include "server/index/index_registry.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -12,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/base/atomic_file.h"
 #include "core/base/error.h"
 #include "core/base/json_integer.h"
 #include "core/base/remove_tree.h"
@@ -36,48 +35,6 @@ constexpr const char* kCreatingSuffix = "~creating";
 constexpr const char* kDroppingSuffix = "~dropping";
 
 std::string in_quotes(const std::string& s) { return "\"" + s + "\""; }
-
-Error io_error(const std::string& what, const std::string& path, int err) {
-  std::string msg = what + " " + path + ": " + std::strerror(err);
-  return (err == ENOSPC || err == EDQUOT) ? resource_exhausted(msg) : internal_error(msg);
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) throw io_error("cannot open", path, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0 && err != EINVAL) throw io_error("cannot fsync", path, err);
-}
-
-void write_durably(const std::string& path, const std::string& text) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw io_error("cannot create", path, errno);
-  const char* p = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    ssize_t w = ::write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int err = errno;
-      ::close(fd);
-      throw io_error("cannot write", path, err);
-    }
-    p += w;
-    left -= static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw io_error("cannot fsync", path, err);
-  }
-  if (::close(fd) != 0) throw io_error("cannot close", path, errno);
-}
-
-void rename_path(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) throw io_error("cannot rename " + from + " to", to, errno);
-}
 
 int64_t now_unix_ms() {
   using namespace std::chrono;
@@ -293,11 +250,11 @@ IndexInfo IndexRegistry::create(const std::string& name, const std::string& mode
   const std::string staging = dir + kCreatingSuffix;
   try {
     remove_tree(staging);
-    if (::mkdir(staging.c_str(), 0755) != 0) throw io_error("cannot create", staging, errno);
-    write_durably(staging + "/" + kInfoFile, info_to_json(info).dump(2) + "\n");
+    if (::mkdir(staging.c_str(), 0755) != 0) throw write_error("cannot create", staging, errno, ErrorCode::kInternal);
+    write_file_atomically(staging + "/" + kInfoFile, info_to_json(info).dump(2) + "\n");
     PersistentIndex::initialize(staging, dim, resolved);  // fsyncs staging too
     rename_path(staging, dir);
-    fsync_path(root_, true);
+    fsync_dir(root_);
   } catch (...) {
     remove_tree(staging, ec);
     throw;
@@ -328,7 +285,7 @@ void IndexRegistry::drop(const std::string& name) {
   try {
     remove_tree(doomed);
     rename_path(dir, doomed);
-    fsync_path(root_, true);
+    fsync_dir(root_);
   } catch (...) {
     std::lock_guard<std::mutex> lock(mu_);
     dropping_.erase(name);

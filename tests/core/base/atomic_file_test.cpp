@@ -104,5 +104,23 @@ TEST(AtomicFile, TempFoldersAreFreshAndBesideTheTarget) {
   EXPECT_TRUE(fs::is_directory(a) && fs::is_empty(a));
 }
 
+TEST(AtomicFile, RenamePathMovesAFolderAndAFailureNamesBothPaths) {
+  TempDir dir;
+  fs::create_directory(dir / "staging");
+  write_file(dir / "staging/index.json", "{}");
+  rename_path(dir / "staging", dir / "live");
+  EXPECT_EQ(read_file(dir / "live/index.json"), "{}");
+  EXPECT_FALSE(fs::exists(dir / "staging"));
+  try {
+    rename_path(dir / "staging", dir / "other");
+    FAIL() << "renaming a missing folder succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInternal);  // the server's own files: not the caller's fault
+    EXPECT_NE(std::string(e.what()).find(dir / "staging"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(dir / "other"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace refinery
