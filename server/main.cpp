@@ -134,6 +134,10 @@ ServerConfig parse_config(int argc, char** argv) {
   app.add_option("--max-wait-ms", cfg.batcher.max_wait_ms,
                  "How long a batch waits for more calls (-1 = auto: a tenth of the model's measured pass time)")
       ->capture_default_str();
+  app.add_option("--parallel-passes", cfg.batcher.parallel_passes,
+                 "Forward passes at once on a CPU, each on --threads / N intra-op threads (0 = auto: 2 with 2 or more "
+                 "threads; a GPU runs one)")
+      ->capture_default_str();
   app.add_option("--precision", cfg.batcher.precision,
                  "Every model's forward passes: fp32, bf16 (autocast; needs AVX512-BF16 or AMX on a CPU) or int8 "
                  "(linear layers quantized dynamically; CPU with VNNI)")
@@ -272,6 +276,12 @@ int run(int argc, char** argv) {
   log_info("image decodes: %d worker(s) sharing %lld MiB; images up to %lld pixels", pool.size(),
            static_cast<long long>(cfg.decode_memory_mb), static_cast<long long>(cfg.max_image_pixels));
   EmbeddingEngine engine(models, pool, decode_budget, cfg.batcher, [&embedding_metrics](const BatchStats& s) { embedding_metrics.record_batch(s); });
+  if (engine.pass_threads() > 0) {
+    log_info("forward passes: up to %d at once on the CPU, %d intra-op thread(s) each", engine.passes(),
+             engine.pass_threads());
+  } else {
+    log_info("forward passes: %d at a time on %s", engine.passes(), device.c_str());
+  }
 
   GaugeSeries queue_items(
       metrics_registry.gauge("refinery_queue_items", "Items waiting in a batcher queue", {"queue"}));

@@ -70,6 +70,21 @@ RuntimeInfo configure_runtime(const RuntimeOptions& options) {
   return runtime_info();
 }
 
+bool set_this_threads_intra_op_threads(int threads) {
+  if (threads < 1) throw invalid_argument("intra-op threads must be >= 1, got " + std::to_string(threads));
+  // LibTorch sets a thread's OpenMP count to the process-wide one on the
+  // thread's first parallel work; that happens here first, so it cannot
+  // undo what follows later. OpenMP keeps the count per thread; the symbol
+  // is looked up as OpenBLAS's is above, from the runtime LibTorch loaded,
+  // so this library needs no OpenMP of its own to link.
+  (void)at::get_num_threads();
+  using SetThreads = void (*)(int);
+  static const auto omp_set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (omp_set == nullptr) return false;
+  omp_set(threads);
+  return at::get_num_threads() == threads;
+}
+
 RuntimeInfo runtime_info() {
   RuntimeInfo info;
   info.torch_version = TORCH_VERSION;

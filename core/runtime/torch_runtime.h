@@ -35,6 +35,13 @@ struct RuntimeInfo {
 RuntimeInfo configure_runtime(const RuntimeOptions& options);
 RuntimeInfo runtime_info();
 
+// The calling thread's LibTorch parallel regions (OpenMP, and the GEMMs of
+// the OpenMP build of OpenBLAS, which follow the caller's count) use
+// `threads` threads from now on; other threads keep theirs. For forward
+// passes that run side by side, each on its share of the cores. Returns
+// false where LibTorch has no OpenMP to set it with (nothing changes then).
+bool set_this_threads_intra_op_threads(int threads);
+
 // "auto" -> cuda when available, else cpu. Throws invalid_argument for a
 // malformed or unavailable device.
 c10::Device resolve_device(const std::string& spec);

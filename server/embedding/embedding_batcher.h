@@ -2,7 +2,9 @@
 // their inputs; a worker forms batches of up to max_batch items, waiting at
 // most max_wait (by default a tenth of the measured pass time of this lane,
 // wait_budget.h) after the first queued call for company, runs one forward
-// pass and hands each call its rows. The queue is bounded (RESOURCE_EXHAUSTED
+// pass and hands each call its rows. With `passes` workers, that many
+// batches of the lane can run side by side (as the device's slots allow),
+// each pass on `pass_threads` intra-op threads. The queue is bounded (RESOURCE_EXHAUSTED
 // at once when full), and calls whose deadline passed or whose client went
 // away are dropped before any compute is spent on them.
 #pragma once
@@ -20,6 +22,7 @@
 #include <thread>
 
 #include "server/embedding/wait_budget.h"
+#include "server/runtime/device_slots.h"
 
 namespace refinery {
 
@@ -58,14 +61,19 @@ struct EmbeddingBatcherOptions {
   double max_wait_ms = -1;  // -1: adaptive, a tenth of the lane's measured pass time (wait_budget.h)
   int max_queue_items = 4096;
   bool bf16 = false;  // forward passes under bf16 autocast
+  int passes = 1;        // worker threads: batches of this lane that may run at once
+  int pass_threads = 0;  // intra-op threads of each pass; 0: the process's count
+  // A batch of a single call while no other pass runs on the device uses
+  // this many instead (0: pass_threads): a lone caller gets every core.
+  int lone_pass_threads = 0;
 };
 
 class EmbeddingBatcher {
  public:
-  // `device_mutex` serialises forward passes across all batchers on one
-  // device: concurrent passes only fight over the same cores or SMs.
+  // `device_slots` bounds the forward passes running at once across all
+  // batchers on one device (device_slots.h).
   EmbeddingBatcher(std::string model_ref, Modality modality, EmbeddingBatcherOptions options, ModelRegistry& registry,
-                   std::mutex& device_mutex, std::function<void(const BatchStats&)> on_batch = {});
+                   DeviceSlots& device_slots, std::function<void(const BatchStats&)> on_batch = {});
   ~EmbeddingBatcher();  // drains: queued calls still get answers
 
   // inputs: tokens [n, L] int32 (text) or pixels [n, 3, S, S] float (image).
@@ -85,25 +93,23 @@ class EmbeddingBatcher {
   };
   void loop();
   void run_batch(std::vector<std::unique_ptr<Pending>>& batch);
-  double wait_budget_ms() const;  // worker thread only
+  double wait_budget_ms() const;  // caller holds mu_
 
   const std::string model_ref_;
   const Modality modality_;
   const EmbeddingBatcherOptions options_;
   ModelRegistry& registry_;
-  std::mutex& device_mutex_;
+  DeviceSlots& device_slots_;
   std::function<void(const BatchStats&)> on_batch_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Pending>> queue_;
   int queued_items_ = 0;
-  Clock::time_point last_batch_end_{};
-  int expected_calls_ = 0;  // calls likely in flight after the last batch
-  bool running_ = false;    // a batch is being computed
+  int running_ = 0;  // batches being computed
   bool stopping_ = false;
-  WaitBudget wait_budget_;  // worker thread only
-  std::thread worker_;
+  WaitBudget wait_budget_;  // guarded by mu_: every worker's passes teach it
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace refinery

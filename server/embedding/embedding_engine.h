@@ -63,6 +63,10 @@ class EmbeddingEngine {
   // "" = the default model, "name" = its latest version, "name@N".
   ModelEntry resolve(const std::string& model) const;
   const BatcherConfig& config() const { return config_; }
+  // Forward passes at once on the device (BatcherConfig::parallel_passes
+  // resolved), and each one's intra-op threads (0: the process's count).
+  int passes() const { return device_slots_->size(); }
+  int pass_threads() const { return pass_threads_; }
 
   // "name@version/text" -> queued items, one per live lane.
   std::map<std::string, int> queue_depths();
@@ -85,7 +89,8 @@ class EmbeddingEngine {
   MemoryBudget& decode_budget_;
   BatcherConfig config_;
   std::function<void(const BatchStats&)> on_batch_;
-  std::mutex device_mutex_;
+  std::unique_ptr<DeviceSlots> device_slots_;
+  int pass_threads_ = 0;
   mutable std::mutex mu_;
   std::map<std::pair<std::string, Modality>, std::shared_ptr<Lane>> lanes_;
   uint64_t reclaimed_at_ = 0;  // the registry's unloads() when no lane was left to reclaim

@@ -76,6 +76,7 @@ void ServerConfig::load_file(const std::string& path) {
       else if (key == "max_batch_texts") batcher.max_batch_texts = json_integer<int>(v, where);
       else if (key == "max_wait_ms") batcher.max_wait_ms = v.get<double>();
       else if (key == "max_queue_items") batcher.max_queue_items = json_integer<int>(v, where);
+      else if (key == "parallel_passes") batcher.parallel_passes = json_integer<int>(v, where);
       else if (key == "precision") batcher.precision = v.get<std::string>();
       else if (key == "model_precision") batcher.model_precision = v.get<std::map<std::string, std::string>>();
       else throw invalid_argument(path + ": unknown key '" + it.key() + "'");
@@ -101,6 +102,7 @@ void ServerConfig::validate() const {
   check(batcher.max_batch_images > 0 && batcher.max_batch_texts > 0, "--max-batch-images/--max-batch-texts must be positive");
   check(batcher.max_wait_ms >= 0 || batcher.max_wait_ms == -1, "--max-wait-ms must be >= 0 (or -1 for auto)");
   check(batcher.max_queue_items > 0, "--max-queue-items must be positive");
+  check(batcher.parallel_passes >= 0, "--parallel-passes must be >= 0 (0 = auto)");
   auto known_precision = [](const std::string& p) { return p == "fp32" || p == "bf16" || p == "int8"; };
   check(known_precision(batcher.precision), "--precision must be fp32, bf16 or int8, got '" + batcher.precision + "'");
   for (const auto& [model, precision] : batcher.model_precision) {
@@ -201,6 +203,7 @@ std::string ServerConfig::to_json() const {
                       {"max_batch_texts", batcher.max_batch_texts},
                       {"max_wait_ms", batcher.max_wait_ms},
                       {"max_queue_items", batcher.max_queue_items},
+                      {"parallel_passes", batcher.parallel_passes},
                       {"precision", batcher.precision},
                       {"model_precision", batcher.model_precision},
                       {"tls_cert", security.tls_cert},

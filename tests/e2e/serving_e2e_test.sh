@@ -281,6 +281,10 @@ if [[ -e /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3 ]]; then
   grep -q "(OpenBLAS, OpenMP)" "$WORK/server.log" || fail "start-up log: not OpenMP OpenBLAS: $(grep LibTorch "$WORK/server.log")"
 fi
 ok "start-up log: $(grep -o 'LibTorch.*' "$WORK/server.log" | head -n 1)"
+# --threads 2 and --parallel-passes auto: two passes side by side, one thread each.
+grep -q "forward passes: up to 2 at once on the CPU, 1 intra-op thread(s) each" "$WORK/server.log" \
+  || fail "start-up log: $(grep 'forward passes' "$WORK/server.log")"
+ok "start-up log: $(grep -o 'forward passes.*' "$WORK/server.log" | head -n 1)"
 
 echo "== bench"
 cli --json bench embed --modality text --concurrency 4 --duration 2 > "$WORK/bench.json" \

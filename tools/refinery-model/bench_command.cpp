@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sys/resource.h>
+#include <thread>
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
 #define REFINERY_HAVE_CUDA_ALLOCATOR 1
@@ -35,6 +36,7 @@ struct BenchParams {
   std::string method = "clip-refine", precision = "fp32";  // --modality train
   int micro_batch = 0;
   int batch = 32, warmup = 2, iterations = 0, text_tokens = 77, matmul_size = 2048;
+  int parallel_passes = 1;  // image, text on a CPU: passes side by side, as refineryd's --parallel-passes
   double seconds = 10.0;
   bool json_output = false;
 };
@@ -99,6 +101,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
   out["torch"] = info.torch_version;
   Timing timing;
   double flops_per_item = 0;
+  double parallel_throughput = 0;  // --parallel-passes > 1: items/s over all passes
   c10::optional<torch::InferenceMode> inference;
   if (p.modality != "train") inference.emplace();
   if (p.modality == "matmul") {
@@ -131,27 +134,68 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
     const InferencePrecision precision = forward ? parse_inference_precision(p.precision) : InferencePrecision::kFp32;
     if (forward) check_inference_precision(precision, device);
     const bool bf16_forward = precision == InferencePrecision::kBf16;
-    auto timed_forward = [&](const std::function<at::Tensor()>& run) {
+    if (p.parallel_passes < 1) throw invalid_argument("--parallel-passes must be >= 1");
+    if (p.parallel_passes > 1 && (!forward || !device.is_cpu())) {
+      throw invalid_argument("--parallel-passes runs image or text passes on a CPU only");
+    }
+    if (p.parallel_passes > p.batch) throw invalid_argument("--parallel-passes must not exceed --batch");
+    // `run` computes the embeddings of a batch of inputs.
+    auto timed_forward = [&](const at::Tensor& inputs, const std::function<at::Tensor(const at::Tensor&)>& run) {
       if (precision != InferencePrecision::kFp32) {
-        const auto reference = run();
+        const auto reference = run(inputs);
         at::Tensor low;
         if (precision == InferencePrecision::kInt8) {
           model->quantize_int8();
-          low = run();
+          low = run(inputs);
         } else {
           AutocastGuard autocast(device.type(), true);
-          low = run().to(torch::kFloat);
+          low = run(inputs).to(torch::kFloat);
         }
         out["min_cosine_vs_fp32"] = torch::cosine_similarity(low, reference, 1).min().item<double>();
       }
-      AutocastGuard autocast(device.type(), bf16_forward);
-      timing = time_loop(p, device, [&] { run(); });
       out["precision"] = inference_precision_name(precision);
+      if (p.parallel_passes == 1) {
+        AutocastGuard autocast(device.type(), bf16_forward);
+        timing = time_loop(p, device, [&] { run(inputs); });
+        return;
+      }
+      // The batch split over passes that run side by side, each on its
+      // share of the threads, for the same time: refineryd's CPU serving
+      // (--parallel-passes). Throughput counts every pass's items.
+      const auto parts = inputs.tensor_split(p.parallel_passes);
+      const int pass_threads = std::max(1, info.threads / p.parallel_passes);
+      std::vector<Timing> timings(parts.size());
+      std::vector<std::exception_ptr> errors(parts.size());
+      std::vector<std::thread> passes;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        passes.emplace_back([&, i] {
+          try {
+            set_this_threads_intra_op_threads(pass_threads);
+            torch::InferenceMode guard;
+            AutocastGuard autocast(device.type(), bf16_forward);
+            timings[i] = time_loop(p, device, [&] { run(parts[i]); });
+          } catch (...) {
+            errors[i] = std::current_exception();
+          }
+        });
+      }
+      for (auto& t : passes) t.join();
+      for (const auto& e : errors) {
+        if (e) std::rethrow_exception(e);
+      }
+      // Each pass's steady rate (warm-up left out), summed: they ran side by side.
+      for (size_t i = 0; i < parts.size(); ++i) {
+        parallel_throughput += static_cast<double>(parts[i].size(0)) * 1000.0 / timings[i].mean();
+      }
+      timing = timings[0];
+      out["parallel_passes"] = p.parallel_passes;
+      out["pass_threads"] = pass_threads;
+      out["pass_batch"] = parts[0].size(0);
     };
     if (p.modality == "image") {
       const int s = cfg.vision.image_size;
       auto pixels = torch::randn({p.batch, 3, s, s}, torch::TensorOptions().device(device));
-      timed_forward([&] { return model->encode_image(pixels); });
+      timed_forward(pixels, [&](const at::Tensor& x) { return model->encode_image(x); });
       flops_per_item = cfg.image_flops();
     } else if (p.modality == "text") {
       at::Tensor tokens;
@@ -169,7 +213,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
       }
       const int64_t run_length = tokens.to(torch::kLong).argmax(1).max().item<int64_t>() + 1;
       tokens = tokens.to(device);
-      timed_forward([&] { return model->encode_text(tokens); });
+      timed_forward(tokens, [&](const at::Tensor& x) { return model->encode_text(x); });
       flops_per_item = cfg.text_flops(static_cast<int>(run_length));
       out["text_tokens"] = run_length;
     } else if (p.modality == "train") {
@@ -238,7 +282,7 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
     } else {
       throw invalid_argument("--modality must be image, text, train or matmul, got '" + p.modality + "'");
     }
-    out["throughput"] = p.batch * 1000.0 / timing.mean();
+    out["throughput"] = parallel_throughput > 0 ? parallel_throughput : p.batch * 1000.0 / timing.mean();
   }
   out["iterations"] = timing.batch_ms.size();
   out["latency_ms"] = timing.mean();
@@ -255,10 +299,12 @@ int run_bench(const BenchParams& p, const CommonParams& common) {
   if (p.json_output) {
     std::cout << out.dump() << "\n";
   } else {
-    std::printf("%s: %.2f %s/s (batch %d, %.1f ms/batch, p90 %.1f ms), %.1f GFLOP/s on %s with %d threads\n",
+    const std::string passes =
+        p.parallel_passes > 1 ? " in " + std::to_string(p.parallel_passes) + " passes side by side" : "";
+    std::printf("%s: %.2f %s/s (batch %d%s, %.1f ms/%s, p90 %.1f ms), %.1f GFLOP/s on %s with %d threads\n",
                 p.modality.c_str(), out["throughput"].get<double>(), p.modality == "matmul" ? "matmuls" : "items",
-                out["batch"].get<int>(), timing.mean(), timing.percentile(0.9), out["gflops"].get<double>(),
-                device.str().c_str(), info.threads);
+                out["batch"].get<int>(), passes.c_str(), timing.mean(), passes.empty() ? "batch" : "pass",
+                timing.percentile(0.9), out["gflops"].get<double>(), device.str().c_str(), info.threads);
   }
   return 0;
 }
@@ -288,6 +334,10 @@ void add_bench_command(CLI::App& app, Command& command) {
   bench_cmd->add_option("--text-tokens", bench.text_tokens, "Synthetic text length incl. SOT/EOT")->capture_default_str();
   bench_cmd->add_option("--texts", bench.texts_file, "Bench text on these captions (JSON array) instead");
   bench_cmd->add_option("--matmul-size", bench.matmul_size, "N for the N x N matmul")->capture_default_str();
+  bench_cmd->add_option("--parallel-passes", bench.parallel_passes,
+                        "image, text on a CPU: split the batch over N passes side by side, each on threads / N "
+                        "intra-op threads (refineryd's --parallel-passes); throughput counts them all")
+      ->capture_default_str();
   bench_cmd->add_flag("--json", bench.json_output, "Print one JSON object");
   add_common(bench_cmd, common, true);
   bench_cmd->callback([&command, params] {

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 
 #include "core/base/error.h"
@@ -45,7 +46,7 @@ class BatcherTest : public ::testing::Test {
   TempDir dir_;
   std::unique_ptr<ModelRegistry> registry_;
   std::shared_ptr<LoadedModel> model_;
-  std::mutex device_;
+  DeviceSlots device_{1};
 };
 
 TEST_F(BatcherTest, ConcurrentCallsAreBatchedAndEachGetsItsOwnRows) {
@@ -84,13 +85,52 @@ TEST_F(BatcherTest, ConcurrentCallsAreBatchedAndEachGetsItsOwnRows) {
   EXPECT_LT(batches.load(), kCallers);
 }
 
+TEST_F(BatcherTest, TwoPassesRunSideBySideAndEachCallGetsItsOwnRows) {
+  DeviceSlots slots(2);
+  EmbeddingBatcherOptions o;
+  o.max_batch = 2;
+  o.max_wait_ms = 0;
+  o.passes = 2;
+  o.pass_threads = 1;
+  EmbeddingBatcher batcher("tiny@1", Modality::kText, o, *registry_, slots);
+  constexpr int kCallers = 6;
+  std::vector<at::Tensor> inputs(kCallers), want(kCallers);
+  for (int c = 0; c < kCallers; ++c) {
+    inputs[c] = tokens(1 + c % 2, c);
+    want[c] = direct(inputs[c]);
+  }
+  // Callers call until two passes were seen running at once (or 20 s).
+  std::atomic<bool> seen_two{false}, done{false};
+  std::atomic<int> wrong{0}, calls{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kCallers; ++c) {
+    threads.emplace_back([&, c] {
+      while (!done.load()) {
+        const at::Tensor got = batcher.submit(inputs[c], {}).get().embeddings;
+        const double diff = (got - want[c]).abs().max().item<double>();
+        if (got.sizes() != want[c].sizes() || diff > 1e-5 * want[c].abs().max().item<double>()) ++wrong;
+        ++calls;
+      }
+    });
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (!seen_two.load() && Clock::now() < deadline) {
+    if (slots.in_use() == 2) seen_two = true;
+  }
+  done = true;
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(seen_two.load()) << "two passes never ran at once in " << calls.load() << " calls";
+  EXPECT_EQ(wrong.load(), 0) << "of " << calls.load() << " calls";
+  EXPECT_TRUE(batcher.idle());
+}
+
 TEST_F(BatcherTest, FullQueueIsRejectedAtOnce) {
   EmbeddingBatcherOptions o;
   o.max_batch = 1;
   o.max_wait_ms = 0;
   o.max_queue_items = 2;
   EmbeddingBatcher batcher("tiny@1", Modality::kText, o, *registry_, device_);
-  std::unique_lock<std::mutex> hold(device_);  // the worker stalls on its first batch
+  std::optional<DeviceSlots::Lease> hold(device_.acquire());  // the worker stalls on its first batch
   auto first = batcher.submit(tokens(1, 0), {});
   while (batcher.queued_items() != 0) std::this_thread::yield();  // the worker took it
   auto second = batcher.submit(tokens(2, 1), {});                  // fills the queue
@@ -101,7 +141,7 @@ TEST_F(BatcherTest, FullQueueIsRejectedAtOnce) {
     EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
     EXPECT_NE(std::string(e.what()).find("queue"), std::string::npos);
   }
-  hold.unlock();
+  hold.reset();
   EXPECT_EQ(first.get().embeddings.size(0), 1);
   EXPECT_EQ(second.get().embeddings.size(0), 2);
 }
@@ -113,7 +153,7 @@ TEST_F(BatcherTest, ExpiredAndCancelledCallsCostNoCompute) {
   o.max_wait_ms = 0;
   EmbeddingBatcher batcher("tiny@1", Modality::kText, o, *registry_, device_,
                            [&](const BatchStats& s) { items_run += s.items; });
-  std::unique_lock<std::mutex> hold(device_);
+  std::optional<DeviceSlots::Lease> hold(device_.acquire());
   auto first = batcher.submit(tokens(1, 0), {});
   while (batcher.queued_items() != 0) std::this_thread::yield();
   CallControl expired;
@@ -123,7 +163,7 @@ TEST_F(BatcherTest, ExpiredAndCancelledCallsCostNoCompute) {
   gone.cancelled = [] { return true; };
   auto cancelled = batcher.submit(tokens(1, 2), gone);
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  hold.unlock();
+  hold.reset();
   EXPECT_EQ(first.get().embeddings.size(0), 1);
   try {
     late.get();

@@ -61,6 +61,15 @@ TEST(ServerConfig, IdleRpcThreadsFitUnderTheMaximum) {
   EXPECT_EQ(refusal(c), "");
 }
 
+TEST(ServerConfig, ParallelPassesAreAutoOrACount) {
+  ServerConfig c;
+  EXPECT_EQ(c.batcher.parallel_passes, 0);  // auto
+  c.batcher.parallel_passes = -1;
+  EXPECT_NE(refusal(c).find("--parallel-passes must be >= 0"), std::string::npos) << refusal(c);
+  c.batcher.parallel_passes = 3;
+  EXPECT_EQ(refusal(c), "");
+}
+
 TEST(ServerConfig, ARemoteListenerNeedsAuthenticationAndTls) {
   ServerConfig c;
   EXPECT_EQ(refusal(c), "");  // loopback, no security: the default

@@ -87,6 +87,15 @@ echo "== init and bench"
 "$TOOL" bench -q --checkpoint "$WORK/init.safetensors" --modality text --batch 4 --iterations 3 --json > "$WORK/bench.json"
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['throughput']>0 and j['batch']==4 and j['latency_ms']>0 and j['load_s']>0 and j['first_pass_ms']>0, j" "$WORK/bench.json" \
   || fail "bench --json"
+# Passes side by side, as refineryd's --parallel-passes: the batch split over
+# them, each on its share of the threads, every pass's items counted.
+"$TOOL" bench -q --checkpoint "$WORK/init.safetensors" --modality image --batch 4 --iterations 3 --parallel-passes 2 \
+  --threads 2 --json > "$WORK/bench2.json"
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['parallel_passes']==2 and j['pass_batch']==2 and j['pass_threads']==1 and j['throughput']>0, j" \
+  "$WORK/bench2.json" || fail "bench --parallel-passes: $(cat "$WORK/bench2.json")"
+! "$TOOL" bench -q --checkpoint "$WORK/init.safetensors" --modality train --parallel-passes 2 --iterations 1 2> "$WORK/err.txt" \
+  || fail "bench --parallel-passes accepted for training"
+grep -q "parallel-passes runs image or text passes on a CPU only" "$WORK/err.txt" || fail "bench --parallel-passes refusal: $(cat "$WORK/err.txt")"
 
 echo "== match prints one line per image"
 "$TOOL" match -q --checkpoint "$FIX/tiny.safetensors" --texts "$FIX/texts.json" --images "${IMAGES[@]:0:3}" > "$WORK/match.txt"
