@@ -3,7 +3,11 @@
 
   ratio       the server under N closed-loop callers (`refinery bench embed`)
               against the raw batch forward of the same checkpoint
-              (`refinery-model bench`): throughput ratio, p50 and p99.
+              (`refinery-model bench`): throughput ratio, p50 and p99. Two
+              raw figures: one pass of the whole batch on all threads
+              (raw/s, ratio), and the batch split over the server's passes
+              side by side (--parallel-passes, raw-p/s, ratio-p): what the
+              server's own per-call work costs.
   cold-start  from refineryd's start to its first embedding: health, the
               first call (which loads the weights) and the load time that
               /metrics reports (refinery_model_load_duration_seconds).
@@ -14,7 +18,7 @@
               (SIGTERM, start, time until the index answers).
 
   python3 bench/serving.py ratio CKPT... [--build DIR] [--seconds 20] [--callers 32] [--precision fp32|bf16|int8]
-              [--json]
+              [--parallel-passes 2] [--json]
   python3 bench/serving.py cold-start CKPT... [--build DIR] [--json]
   /usr/bin/python3 bench/serving.py index-adds CKPT [--n 1000000] [--kind flat|ivf] [--nlist 1024] [--callers 8]
               [--seconds 20] [--json]
@@ -118,12 +122,16 @@ def metric_sum(text, name):
 def ratio(args):
     rows = []
     for ckpt in args.checkpoints:
-        raw = json.loads(subprocess.run(
-            [os.path.join(args.build, "tools", "refinery-model", "refinery-model"), "bench", "-q", "--checkpoint", ckpt,
-             "--modality", "image", "--batch", str(args.batch), "--seconds", str(args.seconds),
-             "--precision", args.precision, "--json"],
-            check=True, capture_output=True, text=True).stdout)
-        server = Server(args.build, ckpt, ["--max-batch-images", str(args.batch), "--precision", args.precision])
+        def raw_bench(passes):
+            return json.loads(subprocess.run(
+                [os.path.join(args.build, "tools", "refinery-model", "refinery-model"), "bench", "-q", "--checkpoint",
+                 ckpt, "--modality", "image", "--batch", str(args.batch), "--seconds", str(args.seconds),
+                 "--precision", args.precision, "--parallel-passes", str(passes), "--json"],
+                check=True, capture_output=True, text=True).stdout)
+        raw = raw_bench(1)
+        raw_passes = raw_bench(args.parallel_passes) if args.parallel_passes > 1 else raw
+        server = Server(args.build, ckpt, ["--max-batch-images", str(args.batch), "--precision", args.precision,
+                                           "--parallel-passes", str(args.parallel_passes)])
         try:
             server.wait_healthy()
             server.client("bench", "embed", "-c", "1", "-d", "1")  # loads the model
@@ -137,19 +145,24 @@ def ratio(args):
         rows.append({"checkpoint": ckpt, "architecture": raw.get("architecture"), "precision": args.precision,
                      "raw_items_per_s": raw["throughput"],
                      "raw_batch_ms": raw["latency_p50_ms"], "server_items_per_s": load["throughput"],
-                     "ratio": load["throughput"] / raw["throughput"], "p50_ms": load["p50_ms"],
+                     "ratio": load["throughput"] / raw["throughput"],
+                     "parallel_passes": args.parallel_passes,
+                     "raw_passes_items_per_s": raw_passes["throughput"],
+                     "ratio_passes": load["throughput"] / raw_passes["throughput"], "p50_ms": load["p50_ms"],
                      "p99_ms": load["p99_ms"], "p99_over_p50": load["p99_ms"] / load["p50_ms"],
                      "mean_batch": items / batches if batches else 0, "errors": load["errors"]})
     if args.json:
         print(json.dumps({"callers": args.callers, "batch": args.batch, "seconds": args.seconds,
                           "precision": args.precision, "runs": rows}, indent=2))
         return
-    print(f"{args.callers} callers, 1 image per call, batches of up to {args.batch}, {args.precision}, {args.seconds} s each")
-    print(f"{'checkpoint':<28} {'raw/s':>8} {'server/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>7} "
-          f"{'batch':>6}")
+    print(f"{args.callers} callers, 1 image per call, {args.batch} images at once in {args.parallel_passes} pass(es), "
+          f"{args.precision}, {args.seconds} s each")
+    print(f"{'checkpoint':<28} {'raw/s':>8} {'raw-p/s':>8} {'server/s':>9} {'ratio':>6} {'ratio-p':>7} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'p99/p50':>7} {'batch':>6}")
     for r in rows:
-        print(f"{os.path.basename(r['checkpoint']):<28} {r['raw_items_per_s']:8.1f} {r['server_items_per_s']:9.1f} "
-              f"{r['ratio']:6.2f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['p99_over_p50']:7.2f} {r['mean_batch']:6.1f}")
+        print(f"{os.path.basename(r['checkpoint']):<28} {r['raw_items_per_s']:8.1f} {r['raw_passes_items_per_s']:8.1f} "
+              f"{r['server_items_per_s']:9.1f} {r['ratio']:6.2f} {r['ratio_passes']:7.2f} {r['p50_ms']:8.1f} "
+              f"{r['p99_ms']:8.1f} {r['p99_over_p50']:7.2f} {r['mean_batch']:6.1f}")
 
 
 def cold_start(args):
@@ -311,6 +324,8 @@ def main():
             s.add_argument("--batch", type=int, default=32)
             s.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                            help="the raw forward's and the server's (--precision)")
+            s.add_argument("--parallel-passes", type=int, default=2,
+                           help="the server's passes side by side on the CPU (its auto is 2), and the raw-p forward's")
         if name == "index-adds":
             s.add_argument("--n", type=int, default=1000000)
             s.add_argument("--kind", choices=["flat", "ivf"], default="ivf")
