@@ -252,6 +252,7 @@ int run(int argc, char** argv) {
   mo.device = device;
   mo.precision = cfg.batcher.precision;
   mo.model_precision = cfg.batcher.model_precision;
+  mo.bf16_weight_copies = resolve_parallel_passes(cfg.batcher, resolved.is_cpu(), runtime.threads);
   auto& load_seconds = metrics_registry.histogram(
       "refinery_model_load_duration_seconds",
       "Time to load a model's weights from its file onto the serving device (first use, or after an unload)",

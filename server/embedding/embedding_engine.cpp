@@ -17,6 +17,11 @@ namespace {
 
 }  // namespace
 
+int resolve_parallel_passes(const BatcherConfig& config, bool cpu, int threads) {
+  if (!cpu) return 1;
+  return config.parallel_passes > 0 ? config.parallel_passes : (threads >= 2 ? 2 : 1);
+}
+
 struct EmbeddingEngine::Lane {
   std::unique_ptr<EmbeddingBatcher> batcher;
   std::unique_ptr<ImagePreprocessor> preprocessor;  // images only
@@ -25,12 +30,9 @@ struct EmbeddingEngine::Lane {
 EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, MemoryBudget& decode_budget,
                                  BatcherConfig config, std::function<void(const BatchStats&)> on_batch)
     : registry_(registry), pool_(pool), decode_budget_(decode_budget), config_(config), on_batch_(std::move(on_batch)) {
-  int passes = 1;
-  if (resolve_device(registry_.device()).is_cpu()) {
-    const int threads = at::get_num_threads();  // the process's count (configure_runtime)
-    passes = config_.parallel_passes > 0 ? config_.parallel_passes : (threads >= 2 ? 2 : 1);
-    if (passes > 1) pass_threads_ = std::max(1, threads / passes);
-  }
+  const int threads = at::get_num_threads();  // the process's count (configure_runtime)
+  const int passes = resolve_parallel_passes(config_, resolve_device(registry_.device()).is_cpu(), threads);
+  if (passes > 1) pass_threads_ = std::max(1, threads / passes);
   device_slots_ = std::make_unique<DeviceSlots>(passes);
 }
 

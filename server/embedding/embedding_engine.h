@@ -49,6 +49,11 @@ struct EmbedOutput {
   int64_t tokens = 0;      // texts: their tokens, start and end markers included, as truncated
 };
 
+// Forward passes side by side on a device (BatcherConfig::parallel_passes
+// resolved): one on a GPU; on a CPU the configured count, or 2 (auto) where
+// the process has 2 or more intra-op threads.
+int resolve_parallel_passes(const BatcherConfig& config, bool cpu, int threads);
+
 class EmbeddingEngine {
  public:
   // Images decode on `pool`, each holding a lease of `decode_budget` for what

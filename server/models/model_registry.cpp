@@ -454,8 +454,8 @@ std::shared_ptr<LoadedModel> ModelRegistry::acquire(const std::string& ref) {
   // clean file pages the kernel can drop, as the int8 forward never reads them.
   if (entry.precision == "int8") loaded->memory_bytes += loaded->model->quantize_int8();
   // bf16: the batchers keep autocast's bf16 copies of the weights (2 bytes
-  // per parameter) for as long as they serve the model.
-  if (entry.precision == "bf16") loaded->memory_bytes += loaded->memory_bytes / 2;
+  // per parameter each) for as long as they serve the model.
+  if (entry.precision == "bf16") loaded->memory_bytes += loaded->memory_bytes / 2 * options_.bf16_weight_copies;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::lock_guard<std::mutex> lock(mu_);
   Slot& slot = find_slot(entry.ref());  // may have been removed meanwhile: then NOT_FOUND

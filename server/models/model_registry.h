@@ -72,6 +72,10 @@ struct ModelRegistryOptions {
   // error at start.
   std::string precision = "fp32";
   std::map<std::string, std::string> model_precision;
+  // bf16: how many autocast copies of a model's weights its batchers keep
+  // (autocast's cache is per thread: one per worker of a lane, that is the
+  // passes side by side, --parallel-passes), counted in its memory.
+  int bf16_weight_copies = 1;
   // Called after each load of weights (file to the serving device), with
   // its wall time: refineryd's load-time histogram. May be empty.
   std::function<void(const ModelEntry&, double seconds)> on_loaded;
