@@ -32,7 +32,10 @@ EmbeddingEngine::EmbeddingEngine(ModelRegistry& registry, WorkerPool& pool, Memo
     : registry_(registry), pool_(pool), decode_budget_(decode_budget), config_(config), on_batch_(std::move(on_batch)) {
   const int threads = at::get_num_threads();  // the process's count (configure_runtime)
   const int passes = resolve_parallel_passes(config_, resolve_device(registry_.device()).is_cpu(), threads);
-  if (passes > 1) pass_threads_ = std::max(1, threads / passes);
+  if (passes > 1) {
+    pass_threads_ = std::max(1, threads / passes);
+    lone_pass_threads_ = threads;
+  }
   device_slots_ = std::make_unique<DeviceSlots>(passes);
 }
 
@@ -93,9 +96,9 @@ std::shared_ptr<EmbeddingEngine::Lane> EmbeddingEngine::lane_locked(const ModelE
     o.max_wait_ms = config_.max_wait_ms;
     o.max_queue_items = config_.max_queue_items;
     o.bf16 = entry.precision == "bf16";  // int8 is in the model itself (the registry packs it at load)
-    o.passes = device_slots_->size();
+    o.passes = passes;
     o.pass_threads = pass_threads_;
-    o.lone_pass_threads = pass_threads_ > 0 ? at::get_num_threads() : 0;
+    o.lone_pass_threads = lone_pass_threads_;
     fresh->batcher = std::make_unique<EmbeddingBatcher>(entry.ref(), modality, o, registry_, *device_slots_, on_batch_);
     if (modality == Modality::kImage) {
       ImagePreprocessorOptions po;

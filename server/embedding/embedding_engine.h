@@ -95,7 +95,8 @@ class EmbeddingEngine {
   BatcherConfig config_;
   std::function<void(const BatchStats&)> on_batch_;
   std::unique_ptr<DeviceSlots> device_slots_;
-  int pass_threads_ = 0;
+  int pass_threads_ = 0;       // each pass's intra-op threads under load; 0: the process's count
+  int lone_pass_threads_ = 0;  // a lone call's pass: every thread
   mutable std::mutex mu_;
   std::map<std::pair<std::string, Modality>, std::shared_ptr<Lane>> lanes_;
   uint64_t reclaimed_at_ = 0;  // the registry's unloads() when no lane was left to reclaim
