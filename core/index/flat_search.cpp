@@ -4,20 +4,17 @@
 
 #include <faiss/utils/Heap.h>
 
+#include "core/base/simd_clones.h"
+
 namespace refinery::index_internal {
 
 // Debian's libfaiss 1.7.3 is built for baseline x86-64 and its
 // fvec_inner_product is a scalar loop (one dependent add per element):
 // building HNSW over 100k x 512 had not finished after 15 minutes on 2 cores
 // (2.4 minutes with this kernel). This one keeps 16 partial sums in vector
-// registers and has an AVX2 clone, picked at load time by CPU feature (an
-// "arch=" clone goes by CPU model and misses AMD). It computes every distance
-// we control: exact scans, IVF lists and the HNSW graph (build and search).
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define REFINERY_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define REFINERY_SIMD_CLONES
-#endif
+// registers and has an AVX2 clone (core/base/simd_clones.h). It computes
+// every distance we control: exact scans, IVF lists and the HNSW graph
+// (build and search).
 
 REFINERY_SIMD_CLONES
 float inner_product(const float* a, const float* b, size_t d) {

@@ -223,31 +223,23 @@ TEST(ModelRegistry, ARuleForOneVersionDoesNotReachTheNextImport) {
   EXPECT_EQ(r.resolve("plain@2").precision, "fp32");
 }
 
+// One bf16 copy per pass side by side: autocast's cache is per thread.
 TEST(ModelRegistry, Bf16ModelsCountTheirBf16WeightCopies) {
   if (!runs_here(InferencePrecision::kBf16)) GTEST_SKIP() << "this CPU has no native bf16";
-  TempDir dir;
-  copy_fixture(dir, "tiny.safetensors");
-  copy_fixture(dir, "half.safetensors");
-  auto o = options(dir);
-  o.model_precision = {{"half", "bf16"}};
-  ModelRegistry r(o);
-  const auto fp32 = r.acquire("tiny"), bf16 = r.acquire("half");
-  EXPECT_EQ(bf16->memory_bytes, fp32->memory_bytes + fp32->memory_bytes / 2);  // + 2 bytes per parameter
-  EXPECT_FALSE(bf16->model->quantized_int8());
-}
-
-TEST(ModelRegistry, Bf16ModelsCountACopyPerPassSideBySide) {
-  if (!runs_here(InferencePrecision::kBf16)) GTEST_SKIP() << "this CPU has no native bf16";
-  TempDir dir;
-  copy_fixture(dir, "tiny.safetensors");
-  copy_fixture(dir, "half.safetensors");
-  auto o = options(dir);
-  o.model_precision = {{"half", "bf16"}};
-  o.bf16_weight_copies = 2;
-  ModelRegistry r(o);
-  const auto fp32 = r.acquire("tiny"), bf16 = r.acquire("half");
-  EXPECT_EQ(bf16->memory_bytes, fp32->memory_bytes + 2 * (fp32->memory_bytes / 2));  // + 2 x 2 bytes per parameter
-  EXPECT_EQ(fp32->memory_bytes, r.acquire("tiny")->memory_bytes);  // fp32 holds no copies
+  for (const int copies : {1, 2}) {
+    SCOPED_TRACE("bf16_weight_copies " + std::to_string(copies));
+    TempDir dir;
+    copy_fixture(dir, "tiny.safetensors");
+    copy_fixture(dir, "half.safetensors");
+    auto o = options(dir);
+    o.model_precision = {{"half", "bf16"}};
+    o.bf16_weight_copies = copies;
+    ModelRegistry r(o);
+    const auto fp32 = r.acquire("tiny"), bf16 = r.acquire("half");
+    // + 2 bytes per parameter and copy; fp32 holds none.
+    EXPECT_EQ(bf16->memory_bytes, fp32->memory_bytes + copies * (fp32->memory_bytes / 2));
+    EXPECT_FALSE(bf16->model->quantized_int8());
+  }
 }
 
 TEST(ModelRegistry, PrecisionRulesNamingNoModelOrAnUnknownPrecisionAreRefused) {
